@@ -1,0 +1,430 @@
+"""One Lambda execution environment as an OS process running AWS's runtime interface client.
+
+An environment serves one invocation at a time and stays warm between them. Like AWS, it resets
+after a timeout or a runtime crash: the process group is killed and the next invocation starts a
+fresh process (a new init) in the same environment.
+
+Stdlib only: LocalStack's adapter (`executor.py`) wraps it; unit tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localcloud_ext import report
+from localcloud_ext.pids import PidRecord
+from localcloud_ext.runtime_api import (
+    EventKind,
+    InvocationRequest,
+    RuntimeApiServer,
+    RuntimeEvent,
+    error_payload,
+)
+
+LOG = logging.getLogger(__name__)
+
+# What one environment keeps of its whole output, for LocalStack's diagnostics (get_logs).
+_ENVIRONMENT_LOG_LIMIT = 256 * 1024
+
+
+class EnvironmentStopped(Exception):
+    """The environment was stopped while it was starting or invoking."""
+
+
+class InitFailed(Exception):
+    """The handler could not be loaded; `payload` is Lambda's error body for the caller."""
+
+    def __init__(self, payload: bytes, logs: str) -> None:
+        super().__init__(payload.decode(errors="replace"))
+        self.payload = payload
+        self.logs = logs
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Everything needed to run one function version's execution environment."""
+
+    environment_id: str
+    function_name: str
+    version: str  # the qualifier, e.g. $LATEST
+    runtime: str  # e.g. python3.11
+    handler: str
+    interpreter: Path  # a Python of the runtime's version with awslambdaric installed
+    task_root: Path  # the unzipped deployment package
+    timeout_seconds: int
+    memory_size_mb: int
+    environment: Mapping[str, str]  # what the function sees, before the runtime's own variables
+    layer_roots: tuple[Path, ...] = ()
+    pids_dir: Path | None = None
+
+    def process_environment(self, runtime_api_address: str) -> dict[str, str]:
+        """The function process's environment, as a Python managed runtime on AWS has it."""
+        env = dict(self.environment)
+        env.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": runtime_api_address,
+                "_HANDLER": self.handler,
+                "LAMBDA_TASK_ROOT": str(self.task_root),
+                "LAMBDA_RUNTIME_DIR": str(self.interpreter.parent.parent),
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{self.runtime}",
+                "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": self.version,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_size_mb),
+                "AWS_LAMBDA_FUNCTION_TIMEOUT": str(self.timeout_seconds),
+                "PATH": f"{self.interpreter.parent}:/usr/local/bin:/usr/bin:/bin",
+                "LANG": env.get("LANG", "C.UTF-8"),
+                "TZ": env.get("TZ", ":UTC"),
+                # The task root first, then layers, as on AWS (/var/task, /opt/python...).
+                "PYTHONPATH": os.pathsep.join(self._python_path()),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def _python_path(self) -> list[str]:
+        paths = [str(self.task_root)]
+        version = self.runtime.removeprefix("python")
+        for root in self.layer_roots:
+            for candidate in (
+                root / "python" / "lib" / f"python{version}" / "site-packages",
+                root / "python",
+            ):
+                if candidate.is_dir():
+                    paths.append(str(candidate))
+        return paths
+
+
+@dataclass(frozen=True)
+class InvokeOutcome:
+    request_id: str
+    payload: bytes
+    is_error: bool
+    logs: str
+
+
+class _BoundedLog:
+    """The tail of an environment's whole output, for LocalStack's diagnostics (get_logs)."""
+
+    def __init__(self, limit: int = _ENVIRONMENT_LOG_LIMIT) -> None:
+        self._parts: collections.deque[str] = collections.deque()
+        self._size = 0
+        self._limit = limit
+
+    def append(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        while self._size > self._limit and len(self._parts) > 1:
+            self._size -= len(self._parts.popleft())
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+class _OutputCapture:
+    """Reads a process's combined stdout/stderr continuously, so it never blocks on a full pipe,
+    and hands out what arrived since the last `take` (one invocation's output)."""
+
+    def __init__(self, fd: int, keep: _BoundedLog) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._pending = bytearray()
+        self._keep = keep
+        os.set_blocking(fd, False)
+        self._thread = threading.Thread(target=self._run, name="lambda-output", daemon=True)
+        self._thread.start()
+
+    def _read_available(self) -> bool:
+        """Read what the pipe holds now; False at end of file. Call with the lock held."""
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self._pending += chunk
+
+    def _run(self) -> None:
+        open_ = True
+        while open_:
+            try:
+                readable, _, _ = select.select([self._fd], [], [], 1.0)
+            except (OSError, ValueError):
+                return
+            if readable:
+                with self._lock:
+                    open_ = self._read_available()
+        os.close(self._fd)
+
+    def take(self) -> str:
+        """Everything written so far and not yet taken.
+
+        The runtime writes its output before it posts the result, so draining the pipe here,
+        after the result arrived, catches all of one invocation's output.
+        """
+        with self._lock:
+            if not self._thread.is_alive():
+                data = bytes(self._pending)
+            else:
+                self._read_available()
+                data = bytes(self._pending)
+            self._pending.clear()
+        text = data.decode(errors="replace")
+        if text:
+            self._keep.append(text)
+        return text
+
+
+@dataclass
+class _Incarnation:
+    """One function process and the Runtime API it talks to."""
+
+    api: RuntimeApiServer
+    process: subprocess.Popen[bytes]
+    output: _OutputCapture
+    pid_record: PidRecord | None
+    started: float
+    init_duration_ms: float | None = None
+    max_rss_mb: int = 0
+    exited: threading.Event = field(default_factory=threading.Event)
+
+    def max_memory_used_mb(self) -> int:
+        """Peak resident memory of the process (VmHWM), as Lambda reports it."""
+        try:
+            with open(f"/proc/{self.process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        self.max_rss_mb = max(self.max_rss_mb, math.ceil(int(line.split()[1]) / 1024))
+                        break
+        except OSError:
+            pass  # already gone: keep the last reading
+        return self.max_rss_mb
+
+    def kill(self) -> None:
+        """End the whole process group at once, as Lambda does when it resets an environment."""
+        if not self.exited.is_set():
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.api.close()
+
+
+class ProcessEnvironment:
+    """A Lambda execution environment backed by OS processes."""
+
+    def __init__(self, spec: FunctionSpec, clock: Callable[[], float] = time.monotonic) -> None:
+        self.spec = spec
+        self._clock = clock
+        self._lock = threading.Lock()  # one invocation at a time
+        self._current: _Incarnation | None = None
+        self._stopped = threading.Event()
+        self._log = _BoundedLog()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the function process and block until its handler is loaded.
+
+        Raises InitFailed when the handler cannot be loaded (the process is gone then), and
+        EnvironmentStopped when `stop` is called meanwhile.
+        """
+        incarnation = self._spawn()
+        self._current = incarnation
+        self._await_ready(incarnation)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        incarnation = self._current
+        if incarnation is not None:
+            incarnation.api.post(RuntimeEvent(EventKind.STOPPED))
+            incarnation.kill()
+
+    def logs(self) -> str:
+        return self._log.text()
+
+    @property
+    def pid(self) -> int | None:
+        incarnation = self._current
+        return incarnation.process.pid if incarnation is not None else None
+
+    # --- invocation ------------------------------------------------------------------------
+
+    def invoke(
+        self,
+        request_id: str,
+        payload: bytes,
+        invoked_function_arn: str,
+        trace_id: str = "",
+        client_context: str | None = None,
+    ) -> InvokeOutcome:
+        with self._lock:
+            if self._stopped.is_set():
+                raise EnvironmentStopped(f"environment {self.spec.environment_id} is stopped")
+            incarnation = self._current
+            if incarnation is None or incarnation.exited.is_set():
+                # The last process timed out or crashed: re-initialise, as Lambda does.
+                try:
+                    incarnation = self._spawn()
+                    self._current = incarnation
+                    self._await_ready(incarnation)
+                except InitFailed as failure:
+                    return InvokeOutcome(request_id, failure.payload, True, failure.logs)
+            return self._invoke(
+                incarnation, request_id, payload, invoked_function_arn, trace_id, client_context
+            )
+
+    def _invoke(
+        self,
+        incarnation: _Incarnation,
+        request_id: str,
+        payload: bytes,
+        invoked_function_arn: str,
+        trace_id: str,
+        client_context: str | None,
+    ) -> InvokeOutcome:
+        timeout = self.spec.timeout_seconds
+        # The first invocation of a process carries its init: its output and Init Duration.
+        init_duration_ms = incarnation.init_duration_ms
+        incarnation.init_duration_ms = None
+        init_logs = ""
+        if init_duration_ms is not None:
+            init_logs = report.compose(report.init_start_line(self.spec.runtime), incarnation.output.take())
+        started = self._clock()
+        deadline = started + timeout
+        incarnation.api.deliver(
+            InvocationRequest(
+                request_id=request_id,
+                payload=payload,
+                deadline_ms=int((time.time() + timeout) * 1000),
+                invoked_function_arn=invoked_function_arn,
+                trace_id=trace_id,
+                client_context=client_context,
+            )
+        )
+        status: str | None = None
+        while True:
+            event = incarnation.api.next_event(timeout=max(0.0, deadline - self._clock()))
+            if event is None:
+                incarnation.kill()
+                status = "timeout"
+                result = error_payload("Sandbox.Timedout", report.timeout_message(request_id, timeout))
+                is_error = True
+                break
+            if event.kind in (EventKind.RESPONSE, EventKind.ERROR) and event.request_id == request_id:
+                result, is_error = event.body, event.kind is EventKind.ERROR
+                break
+            if event.kind is EventKind.EXITED:
+                status = "error"
+                result = error_payload("Runtime.ExitError", report.exit_message(request_id, event.exit_code))
+                is_error = True
+                break
+            if event.kind is EventKind.STOPPED:
+                raise EnvironmentStopped(f"environment {self.spec.environment_id} stopped during an invocation")
+            LOG.debug("ignoring runtime event %s during invocation %s", event, request_id)
+        duration_ms = (self._clock() - started) * 1000
+        output = incarnation.output.take()
+        if status == "timeout":
+            output = report.compose(output, report.timeout_log_line(request_id, timeout))
+        elif status == "error":
+            output = report.compose(output, report.exit_message(request_id, event.exit_code))
+        invocation_report = report.InvocationReport(
+            request_id=request_id,
+            duration_ms=duration_ms,
+            memory_size_mb=self.spec.memory_size_mb,
+            max_memory_used_mb=incarnation.max_memory_used_mb(),
+            init_duration_ms=init_duration_ms,
+            status=status,
+        )
+        logs = report.compose(
+            init_logs,
+            report.start_line(request_id, self.spec.version),
+            output,
+            report.end_line(request_id),
+            invocation_report.line(),
+        )
+        return InvokeOutcome(request_id, result, is_error, logs)
+
+    # --- process management ----------------------------------------------------------------
+
+    def _spawn(self) -> _Incarnation:
+        spec = self.spec
+        api = RuntimeApiServer()
+        read_fd, write_fd = os.pipe()
+        started = self._clock()
+        try:
+            process = subprocess.Popen(
+                [str(spec.interpreter), "-m", "awslambdaric", spec.handler],
+                cwd=spec.task_root,
+                env=spec.process_environment(api.address),
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                # Its own process group, so that stopping the environment ends everything in it.
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError:
+            api.close()
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        pid_record = PidRecord.create(spec.pids_dir, spec.environment_id, process.pid) if spec.pids_dir else None
+        incarnation = _Incarnation(
+            api=api,
+            process=process,
+            output=_OutputCapture(read_fd, self._log),
+            pid_record=pid_record,
+            started=started,
+        )
+        threading.Thread(
+            target=self._reap, args=(incarnation,), name=f"lambda-reaper-{process.pid}", daemon=True
+        ).start()
+        LOG.debug("started function process %s for %s", process.pid, spec.function_name)
+        return incarnation
+
+    def _reap(self, incarnation: _Incarnation) -> None:
+        exit_code = incarnation.process.wait()
+        incarnation.exited.set()
+        if incarnation.pid_record is not None:
+            incarnation.pid_record.remove()
+        incarnation.api.post(RuntimeEvent(EventKind.EXITED, exit_code=exit_code))
+
+    def _await_ready(self, incarnation: _Incarnation) -> None:
+        while True:
+            event = incarnation.api.next_event(timeout=None)
+            assert event is not None
+            if event.kind is EventKind.READY:
+                incarnation.init_duration_ms = (self._clock() - incarnation.started) * 1000
+                return
+            if event.kind is EventKind.STOPPED:
+                raise EnvironmentStopped(f"environment {self.spec.environment_id} stopped during init")
+            if event.kind in (EventKind.INIT_ERROR, EventKind.EXITED):
+                init_duration_ms = (self._clock() - incarnation.started) * 1000
+                incarnation.kill()
+                incarnation.exited.wait(timeout=5)
+                if event.kind is EventKind.INIT_ERROR:
+                    payload, error_type = event.body, event.error_type or "Runtime.Unknown"
+                else:
+                    error_type = "Runtime.ExitError"
+                    payload = error_payload(error_type, report.exit_message("", event.exit_code))
+                logs = report.compose(
+                    report.init_start_line(self.spec.runtime),
+                    incarnation.output.take(),
+                    report.init_report_line(init_duration_ms, error_type),
+                )
+                raise InitFailed(payload, logs)
