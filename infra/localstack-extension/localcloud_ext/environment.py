@@ -200,6 +200,11 @@ class _Incarnation:
     init_duration_ms: float | None = None
     max_rss_mb: int = 0
     exited: threading.Event = field(default_factory=threading.Event)
+    killed: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return not (self.killed or self.exited.is_set())
 
     def max_memory_used_mb(self) -> int:
         """Peak resident memory of the process (VmHWM), as Lambda reports it."""
@@ -215,6 +220,7 @@ class _Incarnation:
 
     def kill(self) -> None:
         """End the whole process group at once, as Lambda does when it resets an environment."""
+        self.killed = True
         if not self.exited.is_set():
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -275,7 +281,7 @@ class ProcessEnvironment:
             if self._stopped.is_set():
                 raise EnvironmentStopped(f"environment {self.spec.environment_id} is stopped")
             incarnation = self._current
-            if incarnation is None or incarnation.exited.is_set():
+            if incarnation is None or not incarnation.usable:
                 # The last process timed out or crashed: re-initialise, as Lambda does.
                 try:
                     incarnation = self._spawn()

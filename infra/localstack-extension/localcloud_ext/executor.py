@@ -8,9 +8,14 @@ its result returned in memory: no extra gateway requests per invoke.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
+from datetime import date
 from pathlib import Path
 
+from localstack.aws.connect import connect_to
 from localstack.services.lambda_.invocation.executor_endpoint import (
     ShutdownDuringStartup,
     StatusErrorException,
@@ -65,11 +70,31 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         try:
             self._environment.start()
         except InitFailed as failure:
-            # LocalStack answers the invoke with this payload as an Unhandled function error.
-            LOG.info("init of %s failed: %s", self.function_version.qualified_arn, failure.logs)
+            # LocalStack answers the invoke with this payload as an Unhandled function error,
+            # but keeps no logs of a failed init: ship them, as Lambda does.
+            threading.Thread(
+                target=self._ship_init_logs, args=(failure.logs,), name="lambda-init-logs", daemon=True
+            ).start()
             raise StatusErrorException("Environment startup failed", payload=failure.payload) from failure
         except EnvironmentStopped as stopped:
             raise ShutdownDuringStartup(str(stopped)) from stopped
+
+    def _ship_init_logs(self, logs: str) -> None:
+        function_id = self.function_version.id
+        group = f"/aws/lambda/{function_id.function_name}"
+        # The stream name LocalStack's ExecutionEnvironment gives this environment.
+        stream = f"{date.today():%Y/%m/%d}/[{function_id.qualifier}]{self.id}"
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line} for line in logs.splitlines() if line]
+        client = connect_to(region_name=function_id.region, aws_access_key_id=function_id.account).logs
+        try:
+            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
+                client.create_log_group(logGroupName=group)
+            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
+                client.create_log_stream(logGroupName=group, logStreamName=stream)
+            client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+        except Exception as error:  # diagnostics only: never fail the invoke over them
+            LOG.warning("could not store init logs of %s: %s", group, error)
 
     def stop(self) -> None:
         if self._environment is not None:
