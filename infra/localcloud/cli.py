@@ -1,0 +1,140 @@
+"""``scripts/localcloud up | down | status | logs`` (run with the tools venv)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from localcloud import control, localstack
+from localcloud.settings import Settings, SettingsError
+
+
+def _print_endpoints(cfg: Settings, data: dict[str, object]) -> None:
+    print(json.dumps({k: v for k, v in data.items() if k != "version"}, indent=2, sort_keys=True))
+    print(f"endpoints: {cfg.endpoints_file}")
+    print(
+        f"logs:      {cfg.localstack_log}  {cfg.pg_log}  (scripts/localcloud logs [-f] [postgres])"
+    )
+    print(
+        f"AWS:       AWS_ENDPOINT_URL={cfg.localstack_url} AWS_DEFAULT_REGION={cfg.region} "
+        "AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
+    )
+
+
+def cmd_up(cfg: Settings) -> int:
+    try:
+        result = control.up(cfg)
+    except control.UpError as e:
+        print(f"up failed: {e}", file=sys.stderr)
+        print(
+            "nothing started by this `up` is left running; see `scripts/localcloud status`",
+            file=sys.stderr,
+        )
+        return 1
+    for message in result.messages:
+        print(message)
+    state = "already running" if result.already_running else f"up in {result.seconds:.1f} s"
+    print(f"local cloud {state}:")
+    _print_endpoints(cfg, result.endpoints)
+    print("stop with: scripts/localcloud down")
+    return 0
+
+
+def cmd_down(cfg: Settings) -> int:
+    result = control.down(cfg)
+    for message in result.messages:
+        print(message)
+    for problem in result.problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    if result.problems:
+        print(
+            f"down incomplete after {result.seconds:.1f} s; state kept in {cfg.state_dir}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"down in {result.seconds:.1f} s: nothing recorded still runs; ports "
+        f"{cfg.port} and {cfg.pg_port} are free"
+    )
+    return 0
+
+
+def cmd_status(cfg: Settings) -> int:
+    st = control.status(cfg)
+    ls = (
+        (
+            f"pid {st.localstack_pid}, {cfg.localstack_url}, "
+            f"{'healthy' if st.localstack_healthy else 'NOT answering'}"
+        )
+        if st.localstack_pid
+        else "not running"
+    )
+    pg = (
+        (
+            f"pid {st.postgres_pid}, {cfg.host}:{cfg.pg_port}, "
+            f"{'ready' if st.postgres_ready else 'NOT ready'}"
+        )
+        if st.postgres_pid
+        else "not running"
+    )
+    print(f"localstack: {ls}")
+    print(f"postgres:   {pg}")
+    print(
+        f"functions:  {len(st.functions)} process(es)"
+        + "".join(f"\n  {env_id}: pid {pid}" for env_id, pid in st.functions)
+    )
+    print(f"state:      {cfg.state_dir}")
+    if st.ok:
+        print(f"endpoints:  {cfg.endpoints_file}")
+        return 0
+    print("not (fully) running: scripts/localcloud up")
+    return 3
+
+
+def cmd_logs(cfg: Settings, which: str, follow: bool, lines: int) -> int:
+    path = cfg.pg_log if which == "postgres" else cfg.localstack_log
+    if not path.exists():
+        print(f"no log yet at {path}", file=sys.stderr)
+        return 1
+    if follow:
+        os.execvp("tail", ["tail", "-n", str(lines), "-F", str(path)])
+    print(localstack.log_tail(path, lines).replace("\n    ", "\n").removeprefix("    "), end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/localcloud", description="LocalStack + PostgreSQL on this host"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start (or confirm running) and print the endpoints")
+    sub.add_parser("down", help="stop everything this tool started, verify nothing is left")
+    sub.add_parser("status", help="what runs where; exit 3 when not running")
+    logs = sub.add_parser("logs", help="tail LocalStack's (or PostgreSQL's) log")
+    logs.add_argument("which", nargs="?", choices=["localstack", "postgres"], default="localstack")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+    )
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = Settings.from_env()
+    except SettingsError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "up":
+        return cmd_up(cfg)
+    if args.command == "down":
+        return cmd_down(cfg)
+    if args.command == "status":
+        return cmd_status(cfg)
+    return cmd_logs(cfg, args.which, args.follow, args.lines)

@@ -1,0 +1,248 @@
+"""Build the virtualenvs the project needs; run by ``scripts/setup`` with the system python3.
+
+Stdlib only: nothing is installed yet when this runs.
+
+* ``.venv/``                                 tools (requirements-dev.txt), from this interpreter
+* ``<venvs>/localstack-venv/``               localstack-core + our extension, from Python 3.13
+* ``<venvs>/runtimes/python3.X/``            Lambda "managed runtimes" (awslambdaric, boto3),
+                                             one per Python 3.10-3.13 found on the machine
+
+Each venv holds a stamp file with a hash of what defines it (interpreter, requirement and
+constraint files, the extension's pyproject.toml). A venv whose stamp matches is left alone, so a
+second run takes about a second. When the hash changes, pip installs into the existing venv
+(fast, incremental); when the interpreter changed or the venv is broken, or with ``--rebuild``,
+the venv is recreated from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from localcloud import discovery, settings  # noqa: E402
+from localcloud.settings import Settings, SettingsError  # noqa: E402
+
+logger = logging.getLogger("localcloud.install")
+
+MIN_TOOLS_PYTHON = (3, 10)
+STAMP_NAME = ".localcloud-stamp"
+PGSERVER_REQUIREMENT = "pgserver~=0.1.4"
+
+
+class InstallError(RuntimeError):
+    """Setup cannot continue; the message says why and what to do."""
+
+
+@dataclass
+class VenvSpec:
+    """What defines a venv: its interpreter, the pip commands that fill it, and the files whose
+    content those commands depend on."""
+
+    name: str
+    path: Path
+    interpreter: discovery.Interpreter
+    pip_steps: list[list[str]]
+    inputs: list[Path] = field(default_factory=list)
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        h.update(f"{self.interpreter.path}|{self.interpreter.version}\n".encode())
+        for step in self.pip_steps:
+            h.update(("\0".join(step) + "\n").encode())
+        for path in self.inputs:
+            h.update(f"{path}\n".encode())
+            h.update(path.read_bytes() if path.is_file() else b"<missing>")
+        return h.hexdigest()
+
+
+def venv_python_version(venv: Path) -> tuple[int, int, int] | None:
+    python = venv / "bin" / "python"
+    return discovery.probe_interpreter(python) if python.exists() else None
+
+
+def is_current(spec: VenvSpec) -> bool:
+    stamp = spec.path / STAMP_NAME
+    if not stamp.is_file() or stamp.read_text().strip() != spec.digest():
+        return False
+    return venv_python_version(spec.path) == spec.interpreter.version
+
+
+def _run_logged(cmd: Sequence[str], log: Path, cwd: Path) -> None:
+    logger.info("  $ %s", " ".join(cmd))
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        result = subprocess.run(
+            list(cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False
+        )
+    if result.returncode != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
+        raise InstallError(f"command failed (exit {result.returncode}), see {log}:\n{tail}")
+
+
+def ensure_venv(spec: VenvSpec, log_dir: Path, rebuild: bool = False) -> bool:
+    """Make ``spec.path`` match ``spec``; return True when something was (re)installed."""
+    if not rebuild and is_current(spec):
+        logger.info("%s: up to date (%s)", spec.name, spec.path)
+        return False
+    started = time.monotonic()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"setup-{spec.name}.log"
+    log.write_text("")
+    current = venv_python_version(spec.path)
+    if rebuild or current != spec.interpreter.version:
+        why = (
+            "rebuild requested"
+            if rebuild
+            else (
+                "new"
+                if current is None
+                else f"interpreter changed ({current} -> {spec.interpreter.version})"
+            )
+        )
+        logger.info(
+            "%s: creating %s with %s (%s); log: %s",
+            spec.name,
+            spec.path,
+            spec.interpreter.path,
+            why,
+            log,
+        )
+        if spec.path.exists():
+            shutil.rmtree(spec.path)
+        spec.path.parent.mkdir(parents=True, exist_ok=True)
+        _run_logged(
+            [str(spec.interpreter.path), "-m", "venv", str(spec.path)], log, settings.PROJECT_ROOT
+        )
+    else:
+        logger.info("%s: requirements changed, updating %s; log: %s", spec.name, spec.path, log)
+    pip = [str(spec.path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+    for step in spec.pip_steps:
+        _run_logged(pip + step, log, settings.PROJECT_ROOT)
+    (spec.path / STAMP_NAME).write_text(spec.digest() + "\n")
+    logger.info("%s: done in %.0f s", spec.name, time.monotonic() - started)
+    return True
+
+
+def tools_interpreter() -> discovery.Interpreter:
+    version = sys.version_info[:3]
+    if version[:2] < MIN_TOOLS_PYTHON:
+        raise InstallError(
+            f"python3 is {'.'.join(map(str, version))} at {sys.executable}; the tools need "
+            f">= {'.'.join(map(str, MIN_TOOLS_PYTHON))}. Put a newer python3 first on PATH "
+            f"(e.g. `pyenv global 3.11`) and rerun scripts/setup"
+        )
+    return discovery.Interpreter(Path(sys.executable), (version[0], version[1], version[2]))
+
+
+def plan(cfg: Settings, env: dict[str, str]) -> tuple[list[VenvSpec], list[str]]:
+    """The venvs to build, and notes for the user; InstallError when Python 3.13 is missing."""
+    notes: list[str] = []
+    tools_python = tools_interpreter()
+    root = settings.PROJECT_ROOT
+
+    tools_steps = [["-r", str(settings.REQUIREMENTS_DEV)]]
+    if discovery.find_pg_bindir() is None:
+        notes.append(
+            "no PostgreSQL binaries found: installing pgserver (bundled PostgreSQL) into .venv"
+        )
+        tools_steps.append([PGSERVER_REQUIREMENT])
+    specs = [
+        VenvSpec("tools", root / ".venv", tools_python, tools_steps, [settings.REQUIREMENTS_DEV])
+    ]
+
+    try:
+        py313 = discovery.find_python(13, env)
+    except discovery.DiscoveryError as e:
+        raise InstallError(str(e)) from e
+    if py313 is None:
+        raise InstallError(discovery.missing_python_message(13))
+    constraints = ["-c", str(settings.LOCALSTACK_CONSTRAINTS)]
+    ls_steps = [[settings.LOCALSTACK_REQUIREMENT, *constraints]]
+    ext_pyproject = settings.EXTENSION_DIR / "pyproject.toml"
+    if ext_pyproject.is_file():
+        ls_steps.append([*constraints, "-e", str(settings.EXTENSION_DIR)])
+    else:
+        notes.append(
+            f"{ext_pyproject} not found: LocalStack installed without the localcloud extension "
+            "(Lambda functions will not run); rerun scripts/setup once it exists"
+        )
+    specs.append(
+        VenvSpec(
+            "localstack",
+            cfg.localstack_venv,
+            py313,
+            ls_steps,
+            [settings.LOCALSTACK_CONSTRAINTS, ext_pyproject],
+        )
+    )
+
+    try:
+        runtimes = discovery.find_runtimes(settings.RUNTIME_MINORS, env)
+    except discovery.DiscoveryError as e:
+        raise InstallError(str(e)) from e
+    if tools_python.minor in settings.RUNTIME_MINORS:
+        runtimes.setdefault(tools_python.minor, tools_python)
+    for minor in settings.RUNTIME_MINORS:
+        if minor in runtimes:
+            interp = runtimes[minor]
+            specs.append(
+                VenvSpec(
+                    f"runtime-{interp.tag}",
+                    cfg.runtimes_dir / interp.tag,
+                    interp,
+                    [["-r", str(settings.LAMBDA_RUNTIME_REQUIREMENTS)]],
+                    [settings.LAMBDA_RUNTIME_REQUIREMENTS],
+                )
+            )
+        else:
+            notes.append(
+                f"no Python 3.{minor}: functions with runtime python3.{minor} cannot run "
+                f"(optional; `pyenv install 3.{minor}` to add it)"
+            )
+    return specs, notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/setup", description=__doc__.split("\n")[0])
+    parser.add_argument("--rebuild", action="store_true", help="recreate every venv from scratch")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.monotonic()
+    try:
+        cfg = Settings.from_env()
+        specs, notes = plan(cfg, dict(os.environ))
+        for note in notes:
+            logger.info("note: %s", note)
+        for spec in specs:
+            ensure_venv(spec, cfg.logs_dir, rebuild=args.rebuild)
+    except (InstallError, SettingsError) as e:
+        logger.error("setup failed: %s", e)
+        return 1
+    logger.info("")
+    logger.info("setup complete in %.1f s:", time.monotonic() - started)
+    for spec in specs:
+        logger.info(
+            "  %-22s %s (Python %s)",
+            spec.name,
+            spec.path,
+            ".".join(map(str, spec.interpreter.version)),
+        )
+    logger.info("next: scripts/localcloud up    (starts LocalStack + PostgreSQL)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

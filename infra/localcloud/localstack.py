@@ -1,0 +1,165 @@
+"""LocalStack as a host process: ``<venv>/bin/python -m localstack.runtime.main``.
+
+Its whole configuration is :func:`localstack_environment` (one dict; see
+/work/shared/docs/localstack-without-docker.md for why each setting is there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from localcloud import procs
+from localcloud.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PATH = "/_localstack/health"
+START_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+# Inherited variables that would make LocalStack's interpreter load the wrong packages.
+_DROP_FROM_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONUSERBASE")
+
+
+def localstack_environment(cfg: Settings) -> dict[str, str]:
+    """Every setting LocalStack gets from us, in one place."""
+    listen = f"{cfg.host}:{cfg.port}"
+    return {
+        # the default (twisted) server ignores the bind host and listens on 0.0.0.0
+        "GATEWAY_LISTEN": listen,
+        "GATEWAY_SERVER": "hypercorn",
+        # queue URLs etc. point here; *.localhost.localstack.cloud does not resolve offline
+        "LOCALSTACK_HOST": listen,
+        "SQS_ENDPOINT_STRATEGY": "path",
+        # the machine image has /.dockerenv; we are not in LocalStack's container
+        "OVERRIDE_IN_DOCKER": "0",
+        # its DNS server would try to bind 0.0.0.0:53
+        "DNS_ADDRESS": "0",
+        # the offline analytics upload aborts shutdown (process, port, functions stay alive)
+        "DISABLE_EVENTS": "1",
+        "SKIP_SSL_CERT_DOWNLOAD": "1",
+        # otherwise every SQS call publishes metrics to itself: 4x slower, minutes of 100% CPU
+        "SQS_DISABLE_CLOUDWATCH_METRICS": "1",
+        "EAGER_SERVICE_LOADING": "0",
+        "PERSISTENCE": "0",
+        # keep LocalStack's files in the state dir (S3 storage stays /tmp/localstack-s3-storage:
+        # hard-coded in localstack.services.s3.provider)
+        "FILESYSTEM_ROOT": str(cfg.localstack_root),
+        "TMPDIR": str(cfg.localstack_root / "tmp"),
+        "CONFIG_DIR": str(cfg.localstack_root / "config"),
+        # plux (LocalStack's plugin loader) caches its entry-point index in $XDG_CACHE_HOME/plux
+        "XDG_CACHE_HOME": str(cfg.state_dir / "cache"),
+        # Lambda: the `process` executor from infra/localstack-extension (localcloud_ext)
+        "LAMBDA_RUNTIME_EXECUTOR": "process",
+        "LOCALCLOUD_RUNTIMES_DIR": str(cfg.runtimes_dir),
+        "LOCALCLOUD_PIDS_DIR": str(cfg.functions_pids_dir),
+        "AWS_DEFAULT_REGION": cfg.region,
+    }
+
+
+def process_environment(cfg: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The inherited environment (minus Python path variables) + :func:`localstack_environment`."""
+    env = {
+        k: v for k, v in (os.environ if base is None else base).items() if k not in _DROP_FROM_ENV
+    }
+    env.update(localstack_environment(cfg))
+    return env
+
+
+def health(cfg: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The parsed health document, or None when LocalStack does not answer."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with opener.open(cfg.localstack_url + HEALTH_PATH, timeout=timeout) as response:
+            if response.status != 200:
+                return None
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def running_record(cfg: Settings) -> procs.ProcessRecord | None:
+    """Our LocalStack process, if its pid file names a live process with the recorded start time."""
+    record = procs.read_pidfile(cfg.localstack_pidfile)
+    return record if record is not None and record.is_running() else None
+
+
+def _rotate(log: Path) -> None:
+    if log.exists() and log.stat().st_size > 0:
+        log.replace(log.with_suffix(log.suffix + ".1"))
+
+
+def start(cfg: Settings) -> procs.ProcessRecord:
+    """Launch LocalStack in its own process group; return at once (see :func:`wait_healthy`)."""
+    python = cfg.localstack_python
+    for d in (cfg.logs_dir, cfg.run_dir, cfg.functions_pids_dir, cfg.localstack_root / "tmp"):
+        d.mkdir(parents=True, exist_ok=True)
+    _rotate(cfg.localstack_log)
+    logger.info("starting LocalStack on %s (log: %s)", cfg.localstack_url, cfg.localstack_log)
+    with cfg.localstack_log.open("ab") as log:
+        child = subprocess.Popen(
+            [str(python), "-m", "localstack.runtime.main"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=process_environment(cfg),
+            cwd=str(cfg.state_dir),
+            start_new_session=True,
+        )
+    record = procs.ProcessRecord.of(child.pid)
+    if record is None:  # died at once
+        child.wait()
+        raise LocalStackError(f"LocalStack exited immediately (code {child.returncode})", cfg)
+    procs.write_pidfile(cfg.localstack_pidfile, record)
+    # Not waited for by us once `up` returns; the pid file is what `down` uses.
+    child.returncode = 0  # silence ResourceWarning "subprocess still running" at exit
+    return record
+
+
+class LocalStackError(RuntimeError):
+    def __init__(self, message: str, cfg: Settings) -> None:
+        super().__init__(f"{message}; log: {cfg.localstack_log}\n{log_tail(cfg.localstack_log)}")
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "".join("    " + line for line in text.splitlines(keepends=True)[-lines:])
+
+
+def wait_healthy(
+    cfg: Settings, record: procs.ProcessRecord, timeout: float = START_TIMEOUT_S
+) -> None:
+    """Poll the health endpoint until it answers; fail fast if the process dies."""
+    died = False
+
+    def ready() -> bool:
+        nonlocal died
+        if not record.is_running():
+            died = True
+            return True
+        return health(cfg, timeout=1.0) is not None
+
+    ok = procs.poll(ready, timeout, interval=0.2)
+    if died:
+        raise LocalStackError("LocalStack exited during start-up", cfg)
+    if not ok:
+        raise LocalStackError(
+            f"LocalStack did not answer {HEALTH_PATH} within {timeout:.0f} s", cfg
+        )
+
+
+def stop(cfg: Settings, record: procs.ProcessRecord | None) -> str:
+    if record is None:
+        return "localstack: not running"
+    return procs.stop(record, "localstack", grace=STOP_GRACE_S, group=True)

@@ -1,0 +1,344 @@
+"""PostgreSQL, the RDS stand-in: a cluster under the state dir, on 127.0.0.1 only.
+
+Uses the machine's binaries (``initdb``/``pg_ctl`` on PATH or /usr/lib/postgresql/*/bin); where
+there are none, the binaries bundled in the ``pgserver`` wheel (installed into the tools venv by
+``scripts/setup`` only in that case). PostgreSQL refuses to run as root: as root, every server
+command runs as the ``postgres`` system user through ``runuser``.
+
+Authentication: TCP from 127.0.0.1 with SCRAM only; the unix socket (in the state dir, mode 0700)
+uses peer authentication, so only the OS user running the server is the admin there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import secrets
+import stat
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from localcloud import discovery, procs
+from localcloud.settings import PG_APP_ROLE, PG_DATABASE, Settings
+
+logger = logging.getLogger(__name__)
+
+SERVER_USER_WHEN_ROOT = "postgres"
+CONF_NAME = "localcloud.conf"
+START_TIMEOUT_S = 30
+
+
+class PostgresError(RuntimeError):
+    """PostgreSQL could not be set up, started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Credentials:
+        """The app role's credentials, generated once and kept in ``path`` (mode 0600)."""
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return cls(data["username"], data["password"], data["dbname"])
+        creds = cls(PG_APP_ROLE, secrets.token_urlsafe(24), PG_DATABASE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(asdict(creds), out, indent=2)
+        return creds
+
+
+def pgserver_bindir() -> Path | None:
+    """The binaries bundled in the pgserver wheel, when it is installed in this interpreter."""
+    try:
+        import pgserver  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+def find_bindir() -> Path:
+    extra = [d] if (d := pgserver_bindir()) is not None else []
+    bindir = discovery.find_pg_bindir(extra=extra)
+    if bindir is None:
+        raise PostgresError(
+            "no PostgreSQL binaries found (initdb, pg_ctl, postgres, psql on PATH or in "
+            "/usr/lib/postgresql/*/bin) and pgserver is not installed in .venv. Fix: install "
+            "PostgreSQL (e.g. apt install postgresql) or rerun scripts/setup, which installs "
+            "pgserver when no binaries are found"
+        )
+    return bindir
+
+
+def unreachable_parent(path: Path, uid: int, gids: Sequence[int]) -> Path | None:
+    """The first existing ancestor of ``path`` that user ``uid`` cannot traverse (no x bit)."""
+    for parent in [*reversed(path.parents)]:
+        if not parent.exists():
+            break
+        st = parent.stat()
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return parent
+    return None
+
+
+class PostgresServer:
+    def __init__(self, cfg: Settings, bindir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.bindir = bindir if bindir is not None else find_bindir()
+        if os.geteuid() == 0:
+            try:
+                self.user: pwd.struct_passwd = pwd.getpwnam(SERVER_USER_WHEN_ROOT)
+            except KeyError:
+                raise PostgresError(
+                    "running as root and there is no 'postgres' user to run PostgreSQL as "
+                    "(it refuses root). Fix: `useradd --system --home /var/lib/postgresql postgres`"
+                ) from None
+            self.run_as: str | None = self.user.pw_name
+        else:
+            self.user = pwd.getpwuid(os.geteuid())
+            self.run_as = None
+
+    # --- commands ---
+    def _cmd(self, tool: str, *args: str) -> list[str]:
+        cmd = [str(self.bindir / tool), *args]
+        return ["runuser", "-u", self.run_as, "--", *cmd] if self.run_as else cmd
+
+    def _run(self, tool: str, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+        cmd = self._cmd(tool, *args)
+        result = subprocess.run(
+            cmd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd="/",  # the server user may not be able to read our cwd
+        )
+        if result.returncode != 0:
+            raise PostgresError(
+                f"{tool} failed (exit {result.returncode}): "
+                f"{result.stderr.strip() or result.stdout.strip()}"
+                f"\n  command: {' '.join(cmd)}\n  server log: {self.cfg.pg_log}"
+            )
+        return result.stdout
+
+    def _chown(self, path: Path) -> None:
+        if self.run_as:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    # --- layout ---
+    def prepare(self) -> None:
+        """Create the folders the server user owns, and check it can reach them."""
+        cfg = self.cfg
+        for d in (cfg.pg_dir, cfg.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        gids = os.getgrouplist(self.user.pw_name, self.user.pw_gid)
+        blocked = unreachable_parent(cfg.pg_data, self.user.pw_uid, gids)
+        if blocked is not None:
+            raise PostgresError(
+                f"user {self.user.pw_name!r} (it runs PostgreSQL) cannot traverse {blocked}, so it "
+                f"cannot reach {cfg.pg_data}. Fix: `chmod o+x {blocked}` if it is yours, or set "
+                f"LOCALCLOUD_STATE_DIR to a folder under a traversable path"
+            )
+        for d in (cfg.pg_data, cfg.pg_socket_dir):
+            d.mkdir(mode=0o700, exist_ok=True)
+            self._chown(d)
+            d.chmod(0o700)
+        if not cfg.pg_log.exists():
+            cfg.pg_log.touch(mode=0o640)
+        self._chown(cfg.pg_log)
+
+    def is_initialised(self) -> bool:
+        return (self.cfg.pg_data / "PG_VERSION").is_file()
+
+    def initdb(self) -> None:
+        logger.info("initialising a PostgreSQL cluster in %s", self.cfg.pg_data)
+        self._run(
+            "initdb",
+            "-D",
+            str(self.cfg.pg_data),
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--auth-local=peer",
+            "--auth-host=scram-sha-256",
+            "--no-instructions",
+            timeout=120,
+        )
+
+    def write_config(self) -> None:
+        """(Re)write our settings on every start, so a changed port applies."""
+        data = self.cfg.pg_data
+        conf = data / CONF_NAME
+        conf.write_text(
+            "# written by localcloud on every `up`; edits are lost\n"
+            f"listen_addresses = '{self.cfg.host}'\n"
+            f"port = {self.cfg.pg_port}\n"
+            f"unix_socket_directories = '{self.cfg.pg_socket_dir}'\n"
+            "unix_socket_permissions = 0700\n"
+            "password_encryption = 'scram-sha-256'\n"
+        )
+        hba = data / "pg_hba.conf"
+        hba.write_text(
+            "# written by localcloud: peer on the socket (admin = the server's OS user),\n"
+            "# SCRAM over TCP from 127.0.0.1 only\n"
+            "local all all peer\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        main_conf = data / "postgresql.conf"
+        include = f"include_if_exists = '{CONF_NAME}'"
+        text = main_conf.read_text()
+        if include not in text:
+            main_conf.write_text(text.rstrip("\n") + f"\n\n{include}\n")
+        for path in (conf, hba, main_conf):
+            self._chown(path)
+            path.chmod(0o600)
+
+    # --- lifecycle ---
+    def postmaster_record(self) -> procs.ProcessRecord | None:
+        """The running postmaster of our data dir, from ``postmaster.pid``, if it is alive."""
+        try:
+            first = (self.cfg.pg_data / "postmaster.pid").read_text().splitlines()[0]
+            pid = int(first.strip())
+        except (OSError, ValueError, IndexError):
+            return None
+        stat_ = procs.read_stat(pid)
+        if (
+            stat_ is None
+            or stat_.state in ("Z", "X")
+            or stat_.comm not in ("postgres", "postmaster")
+        ):
+            return None
+        return procs.ProcessRecord(pid, stat_.starttime)
+
+    def clean_stale(self) -> str | None:
+        """Remove a ``postmaster.pid`` left by a server that is gone; return a message if so."""
+        pidfile = self.cfg.pg_data / "postmaster.pid"
+        if pidfile.exists() and self.postmaster_record() is None:
+            pidfile.unlink()
+            return f"removed stale {pidfile} (its server is not running)"
+        return None
+
+    def start(self) -> procs.ProcessRecord:
+        logger.info("starting PostgreSQL on %s:%d", self.cfg.host, self.cfg.pg_port)
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.cfg.pg_data),
+            "-l",
+            str(self.cfg.pg_log),
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "-s",
+            "start",
+            timeout=START_TIMEOUT_S + 10,
+        )
+        record = self.postmaster_record()
+        if record is None:
+            raise PostgresError(
+                f"pg_ctl reported a start but no postmaster runs; see {self.cfg.pg_log}"
+            )
+        procs.write_pidfile(self.cfg.pg_pidfile, record)
+        return record
+
+    def is_ready(self) -> bool:
+        result = (
+            subprocess.run(
+                self._cmd(
+                    "pg_isready", "-q", "-h", self.cfg.host, "-p", str(self.cfg.pg_port), "-t", "2"
+                ),
+                capture_output=True,
+                timeout=10,
+                check=False,
+                cwd="/",
+            )
+            if (self.bindir / "pg_isready").exists()
+            else None
+        )
+        if result is None:  # pgserver may lack pg_isready: a TCP probe will do
+            return not procs.port_is_free(self.cfg.host, self.cfg.pg_port)
+        return result.returncode == 0
+
+    def psql_admin(self, sql: str) -> str:
+        """Run ``sql`` as the admin over the unix socket (peer auth); SQL goes through stdin so
+        passwords never appear in a process list."""
+        return self._run(
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.cfg.pg_socket_dir),
+            "-p",
+            str(self.cfg.pg_port),
+            "-d",
+            "postgres",
+            "-f",
+            "-",
+            stdin=sql,
+        )
+
+    def ensure_app_database(self, creds: Credentials) -> None:
+        """Create or update the app role (password = ``creds``) and its database."""
+        role = _ident(creds.username)
+        password = creds.password.replace("'", "''")
+        self.psql_admin(
+            "SET password_encryption = 'scram-sha-256';\n"
+            f"SELECT format('CREATE ROLE %I LOGIN', '{creds.username}') "
+            f"WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{creds.username}')\\gexec\n"
+            f"ALTER ROLE {role} WITH LOGIN PASSWORD '{password}';\n"
+            f"SELECT format('CREATE DATABASE %I OWNER %I', '{creds.dbname}', '{creds.username}') "
+            "WHERE NOT EXISTS (SELECT 1 FROM pg_database "
+            f"WHERE datname = '{creds.dbname}')\\gexec\n"
+        )
+
+    def is_running(self) -> bool:
+        return self.postmaster_record() is not None
+
+    def stop(self, record: procs.ProcessRecord | None) -> str:
+        """``pg_ctl stop -m fast``; SIGKILL the verified postmaster when that fails."""
+        live = self.postmaster_record() or (
+            record if record is not None and record.is_running() else None
+        )
+        if live is None:
+            return "postgres: not running"
+        try:
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.cfg.pg_data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "15",
+                "-s",
+                "stop",
+                timeout=25,
+            )
+        except (PostgresError, subprocess.TimeoutExpired) as e:
+            logger.warning("pg_ctl stop failed (%s); killing postmaster pid %d", e, live.pid)
+            procs.kill_group(live)
+            procs.wait_gone(live, 5.0)
+            return f"postgres: pid {live.pid} killed (SIGKILL after pg_ctl stop failed)"
+        return f"postgres: pid {live.pid} stopped (pg_ctl stop -m fast)"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

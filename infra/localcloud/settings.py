@@ -1,0 +1,178 @@
+"""All configuration of the local cloud, in one place.
+
+Every value comes from an explicit argument, else the environment, else a documented default.
+Invalid values stop with a :class:`SettingsError` that names the variable and the fix.
+
+Environment variables (all optional):
+
+``LOCALCLOUD_STATE_DIR``  pids, logs, data, endpoints.json (default ``<repo>/.localcloud``)
+``LOCALCLOUD_VENVS_DIR``  holds ``localstack-venv/`` and ``runtimes/`` (default: the state dir);
+                          lets a second instance (tests) reuse the venvs built by ``scripts/setup``
+``LOCALCLOUD_PORT``       LocalStack gateway port on 127.0.0.1 (default 4566)
+``LOCALCLOUD_PG_PORT``    PostgreSQL port on 127.0.0.1 (default 15432)
+
+Stdlib only: ``install.py`` imports this with the system Python before any venv exists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_STATE_DIR = "LOCALCLOUD_STATE_DIR"
+ENV_VENVS_DIR = "LOCALCLOUD_VENVS_DIR"
+ENV_PORT = "LOCALCLOUD_PORT"
+ENV_PG_PORT = "LOCALCLOUD_PG_PORT"
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+DEFAULT_PORT = 4566
+DEFAULT_PG_PORT = 15432
+PG_DATABASE = "app"
+PG_APP_ROLE = "app"
+SECRET_NAME = "localcloud/rds/credentials"
+# LocalStack accepts any credentials; these are its documented defaults.
+AWS_ACCESS_KEY_ID = "test"
+AWS_SECRET_ACCESS_KEY = "test"
+
+# Requirement files that define the venvs built by scripts/setup.
+REQUIREMENTS_DEV = PROJECT_ROOT / "requirements-dev.txt"
+LOCALSTACK_CONSTRAINTS = PROJECT_ROOT / "infra" / "localstack-constraints.txt"
+LAMBDA_RUNTIME_REQUIREMENTS = PROJECT_ROOT / "infra" / "lambda-runtime-requirements.txt"
+EXTENSION_DIR = PROJECT_ROOT / "infra" / "localstack-extension"
+LOCALSTACK_REQUIREMENT = "localstack-core[runtime]==2026.3.0"
+# Lambda managed runtimes we build when an interpreter is found (python3.10 .. python3.13).
+RUNTIME_MINORS = (10, 11, 12, 13)
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable and the fix."""
+
+
+def parse_port(name: str, raw: str | None, default: int) -> int:
+    """The TCP port in ``raw`` (the value of variable ``name``), or ``default`` when unset."""
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        port = int(raw.strip())
+    except ValueError:
+        raise SettingsError(
+            f"{name}={raw!r} is not a port number: set it to an integer 1024-65535 "
+            f"or unset it (default {default})"
+        ) from None
+    if not 1024 <= port <= 65535:
+        raise SettingsError(
+            f"{name}={port} is out of range: use a port 1024-65535 that nothing else listens on "
+            f"(unset it for the default {default})"
+        )
+    return port
+
+
+def parse_dir(name: str, raw: str | None, default: Path) -> Path:
+    """Return the directory in ``raw`` as an absolute path, or ``default`` when unset."""
+    if raw is None or raw.strip() == "":
+        return default
+    path = Path(raw.strip()).expanduser()
+    if not path.is_absolute():
+        raise SettingsError(f"{name}={raw!r} must be an absolute path (e.g. {Path.cwd() / raw})")
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"{name}={raw!r} exists and is not a directory: point it elsewhere")
+    return path
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    venvs_dir: Path
+    port: int
+    pg_port: int
+    host: str = HOST
+    region: str = REGION
+    project_root: Path = PROJECT_ROOT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        state_dir = parse_dir(ENV_STATE_DIR, env.get(ENV_STATE_DIR), PROJECT_ROOT / ".localcloud")
+        venvs_dir = parse_dir(ENV_VENVS_DIR, env.get(ENV_VENVS_DIR), state_dir)
+        port = parse_port(ENV_PORT, env.get(ENV_PORT), DEFAULT_PORT)
+        pg_port = parse_port(ENV_PG_PORT, env.get(ENV_PG_PORT), DEFAULT_PG_PORT)
+        if port == pg_port:
+            raise SettingsError(
+                f"{ENV_PORT} and {ENV_PG_PORT} are both {port}: give them different values"
+            )
+        return cls(state_dir=state_dir, venvs_dir=venvs_dir, port=port, pg_port=pg_port)
+
+    # --- venvs (built by scripts/setup) ---
+    @property
+    def localstack_venv(self) -> Path:
+        return self.venvs_dir / "localstack-venv"
+
+    @property
+    def localstack_python(self) -> Path:
+        return self.localstack_venv / "bin" / "python"
+
+    @property
+    def runtimes_dir(self) -> Path:
+        return self.venvs_dir / "runtimes"
+
+    # --- state of a running instance ---
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def functions_pids_dir(self) -> Path:
+        return self.run_dir / "functions"
+
+    @property
+    def localstack_log(self) -> Path:
+        return self.logs_dir / "localstack.log"
+
+    @property
+    def localstack_pidfile(self) -> Path:
+        return self.run_dir / "localstack.pid"
+
+    @property
+    def localstack_root(self) -> Path:
+        """LocalStack's FILESYSTEM_ROOT."""
+        return self.state_dir / "localstack"
+
+    @property
+    def localstack_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.state_dir / "postgres"
+
+    @property
+    def pg_data(self) -> Path:
+        return self.pg_dir / "data"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.pg_dir / "socket"
+
+    @property
+    def pg_log(self) -> Path:
+        return self.logs_dir / "postgres.log"
+
+    @property
+    def pg_credentials(self) -> Path:
+        return self.pg_dir / "credentials.json"
+
+    @property
+    def pg_pidfile(self) -> Path:
+        return self.run_dir / "postgres.pid"
+
+    @property
+    def endpoints_file(self) -> Path:
+        return self.state_dir / "endpoints.json"
