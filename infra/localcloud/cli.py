@@ -35,8 +35,6 @@ def cmd_up(cfg: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    for message in result.messages:
-        print(message)
     state = "already running" if result.already_running else f"up in {result.seconds:.1f} s"
     print(f"local cloud {state}:")
     _print_endpoints(cfg, result.endpoints)

@@ -26,7 +26,6 @@ class UpError(RuntimeError):
 class UpResult:
     already_running: bool
     endpoints: dict[str, Any]
-    messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -55,6 +54,8 @@ def stop_functions(cfg: Settings) -> list[str]:
         if record is not None and procs.kill_group(record):
             procs.wait_gone(record, 5.0)
             messages.append(f"function environment {env_id}: pid {record.pid} killed")
+        else:
+            messages.append(f"function environment {env_id}: not running, pid file removed")
         (cfg.functions_pids_dir / f"{env_id}.pid").unlink(missing_ok=True)
     return messages
 
@@ -106,7 +107,7 @@ def _publish(
 
 def clean_stale(cfg: Settings, pg: PostgresServer) -> list[str]:
     """Remove pid files whose processes are gone, and end leftover function processes of a
-    LocalStack that is no longer running."""
+    LocalStack that is no longer running. Logs and returns what it did."""
     messages: list[str] = []
     if cfg.localstack_pidfile.exists() and localstack.running_record(cfg) is None:
         cfg.localstack_pidfile.unlink()
@@ -117,8 +118,9 @@ def clean_stale(cfg: Settings, pg: PostgresServer) -> list[str]:
         if cfg.pg_pidfile.exists():
             cfg.pg_pidfile.unlink()
             messages.append(f"removed stale {cfg.pg_pidfile} (PostgreSQL was not running)")
-        if (m := pg.clean_stale()) is not None:
-            messages.append(m)
+        messages.extend(pg.clean_stale())
+    for message in messages:
+        logger.info("%s", message)
     return messages
 
 
@@ -136,7 +138,7 @@ def up(cfg: Settings) -> UpResult:
         pg = PostgresServer(cfg)
     except PostgresError as e:
         raise UpError(str(e)) from e
-    messages = clean_stale(cfg, pg)
+    clean_stale(cfg, pg)
 
     ls_rec = localstack.running_record(cfg)
     pg_rec = pg.postmaster_record()
@@ -153,7 +155,7 @@ def up(cfg: Settings) -> UpResult:
             )
         creds = Credentials.load_or_create(cfg.pg_credentials)
         data = _publish(cfg, ls_rec, pg_rec, creds, fresh=False)
-        return UpResult(True, data, messages, time.monotonic() - started_at)
+        return UpResult(True, data, time.monotonic() - started_at)
 
     if ls_rec is None and not procs.port_is_free(cfg.host, cfg.port):
         raise UpError(_port_taken_message(cfg, cfg.port, ENV_PORT, "LocalStack"))
@@ -191,7 +193,7 @@ def up(cfg: Settings) -> UpResult:
         if isinstance(e, Exception):
             raise UpError(str(e)) from e
         raise
-    return UpResult(False, data, messages, time.monotonic() - started_at)
+    return UpResult(False, data, time.monotonic() - started_at)
 
 
 # --- down --------------------------------------------------------------------------------

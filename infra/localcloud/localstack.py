@@ -52,7 +52,7 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         # keep LocalStack's files in the state dir (S3 storage stays /tmp/localstack-s3-storage:
         # hard-coded in localstack.services.s3.provider)
         "FILESYSTEM_ROOT": str(cfg.localstack_root),
-        "TMPDIR": str(cfg.localstack_root / "tmp"),
+        "TMPDIR": str(cfg.state_dir / "tmp"),
         "CONFIG_DIR": str(cfg.localstack_root / "config"),
         # plux (LocalStack's plugin loader) caches its entry-point index in $XDG_CACHE_HOME/plux
         "XDG_CACHE_HOME": str(cfg.state_dir / "cache"),
@@ -100,7 +100,7 @@ def _rotate(log: Path) -> None:
 def start(cfg: Settings) -> procs.ProcessRecord:
     """Launch LocalStack in its own process group; return at once (see :func:`wait_healthy`)."""
     python = cfg.localstack_python
-    for d in (cfg.logs_dir, cfg.run_dir, cfg.functions_pids_dir, cfg.localstack_root / "tmp"):
+    for d in (cfg.logs_dir, cfg.run_dir, cfg.functions_pids_dir, cfg.state_dir / "tmp"):
         d.mkdir(parents=True, exist_ok=True)
     _rotate(cfg.localstack_log)
     logger.info("starting LocalStack on %s (log: %s)", cfg.localstack_url, cfg.localstack_log)

@@ -210,27 +210,23 @@ class PostgresServer:
     # --- lifecycle ---
     def postmaster_record(self) -> procs.ProcessRecord | None:
         """The running postmaster of our data dir, from ``postmaster.pid``, if it is alive."""
-        try:
-            first = (self.cfg.pg_data / "postmaster.pid").read_text().splitlines()[0]
-            pid = int(first.strip())
-        except (OSError, ValueError, IndexError):
-            return None
-        stat_ = procs.read_stat(pid)
-        if (
-            stat_ is None
-            or stat_.state in ("Z", "X")
-            or stat_.comm not in ("postgres", "postmaster")
-        ):
-            return None
-        return procs.ProcessRecord(pid, stat_.starttime)
+        return _live_postgres(self.cfg.pg_data / "postmaster.pid")
 
-    def clean_stale(self) -> str | None:
-        """Remove a ``postmaster.pid`` left by a server that is gone; return a message if so."""
+    def clean_stale(self) -> list[str]:
+        """Remove ``postmaster.pid`` and socket lock files left by a server that is gone (killed,
+        or the machine rebooted); PostgreSQL refuses to start while they name a live PID."""
+        removed: list[str] = []
         pidfile = self.cfg.pg_data / "postmaster.pid"
-        if pidfile.exists() and self.postmaster_record() is None:
+        if pidfile.exists() and _live_postgres(pidfile) is None:
             pidfile.unlink()
-            return f"removed stale {pidfile} (its server is not running)"
-        return None
+            removed.append(f"removed stale {pidfile} (its server is not running)")
+        if self.cfg.pg_socket_dir.is_dir():
+            for lock in self.cfg.pg_socket_dir.glob(".s.PGSQL.*.lock"):
+                if _live_postgres(lock) is None:
+                    lock.unlink()
+                    lock.with_suffix("").unlink(missing_ok=True)  # the socket itself
+                    removed.append(f"removed stale socket lock {lock}")
+        return removed
 
     def start(self) -> procs.ProcessRecord:
         logger.info("starting PostgreSQL on %s:%d", self.cfg.host, self.cfg.pg_port)
@@ -338,6 +334,18 @@ class PostgresServer:
             procs.wait_gone(live, 5.0)
             return f"postgres: pid {live.pid} killed (SIGKILL after pg_ctl stop failed)"
         return f"postgres: pid {live.pid} stopped (pg_ctl stop -m fast)"
+
+
+def _live_postgres(pidfile: Path) -> procs.ProcessRecord | None:
+    """The live postgres process whose PID is the first line of ``pidfile``."""
+    try:
+        pid = int(pidfile.read_text().splitlines()[0].strip())
+    except (OSError, ValueError, IndexError):
+        return None
+    stat_ = procs.read_stat(pid)
+    if stat_ is None or stat_.state in ("Z", "X") or stat_.comm not in ("postgres", "postmaster"):
+        return None
+    return procs.ProcessRecord(pid, stat_.starttime)
 
 
 def _ident(name: str) -> str:

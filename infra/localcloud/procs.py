@@ -127,15 +127,21 @@ def wait_gone(record: ProcessRecord, timeout: float, proc: Path = PROC) -> bool:
     return True
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any process is left in group ``pgid`` (signal 0 probes without signalling)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def group_members(pgid: int, proc: Path = PROC) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    members: list[int] = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            stat = read_stat(int(entry.name), proc)
+            if stat is not None and stat.pgid == pgid and stat.state not in ("Z", "X"):
+                members.append(stat.pid)
+    return members
+
+
+def group_alive(pgid: int, proc: Path = PROC) -> bool:
+    """True while a live process is left in group ``pgid``. Zombies do not count: an orphan's
+    zombie lingers until init reaps it."""
+    return bool(group_members(pgid, proc))
 
 
 def stop(
@@ -165,13 +171,11 @@ def stop(
         _signal_group_or_pid(record, signal.SIGKILL, use_group)
         wait_gone(record, 5.0, proc)
         outcome = f"{name}: pid {record.pid} killed (SIGKILL after {grace:.0f} s)"
-    if use_group and group_alive(record.pid):
+    if use_group and (members := group_members(record.pid, proc)):
         # the leader is gone but members remain (e.g. a worker that ignored SIGTERM)
         _signal_group_or_pid(record, signal.SIGKILL, True)
-        deadline = time.monotonic() + 5.0
-        while group_alive(record.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        outcome += "; leftover group members killed"
+        poll(lambda: not group_alive(record.pid, proc), 5.0, interval=0.05)
+        outcome += f"; leftover group members {members} killed"
     return outcome
 
 
