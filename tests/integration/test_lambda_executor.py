@@ -1,0 +1,271 @@
+"""Lambda on the local cloud: functions run as OS processes behind LocalStack's Lambda API."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+
+HERE = Path(__file__).resolve().parent
+ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+
+HANDLER = """
+import json, os, time
+
+print("cold start of", os.environ["AWS_LAMBDA_FUNCTION_NAME"])
+
+def handler(event, context):
+    print("handling", context.aws_request_id)
+    if event.get("fail"):
+        raise RuntimeError("requested failure")
+    time.sleep(event.get("sleep", 0))
+    return {"pid": os.getpid(), "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
+            "request_id": context.aws_request_id}
+"""
+
+
+def zip_of(source: str, name: str = "handler.py") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, textwrap.dedent(source))
+    return buffer.getvalue()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def aws(local_cloud: dict[str, Any]) -> Callable[[str], Any]:
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=local_cloud["localstack"]["url"],
+            region_name=local_cloud["region"],
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(max_pool_connections=32, read_timeout=120, retries={"max_attempts": 0}),
+        )
+
+    return client
+
+
+@pytest.fixture
+def lambda_client(aws: Callable[[str], Any]) -> Any:
+    return aws("lambda")
+
+
+@pytest.fixture
+def create_function(lambda_client: Any) -> Iterator[Callable[..., str]]:
+    created: list[str] = []
+
+    def create(source: str = HANDLER, runtime: str | None = None, wait: bool = True, **kwargs: Any) -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        lambda_client.create_function(
+            FunctionName=name,
+            Runtime=runtime or f"python{sys.version_info.major}.{sys.version_info.minor}",
+            Role=ROLE,
+            Handler="handler.handler",
+            Code={"ZipFile": zip_of(source)},
+            **kwargs,
+        )
+        created.append(name)
+        if wait:
+            lambda_client.get_waiter("function_active_v2").wait(FunctionName=name)
+        return name
+
+    yield create
+    for name in created:
+        lambda_client.delete_function(FunctionName=name)
+
+
+def invoke(lambda_client: Any, name: str, event: dict[str, Any] | None = None) -> tuple[dict[str, Any], str | None, str]:
+    response = lambda_client.invoke(
+        FunctionName=name, Payload=json.dumps(event or {}).encode(), LogType="Tail"
+    )
+    logs = base64.b64decode(response.get("LogResult", "")).decode()
+    return json.loads(response["Payload"].read()), response.get("FunctionError"), logs
+
+
+def test_created_function_runs_and_sees_the_local_cloud_endpoint(
+    lambda_client: Any, create_function: Callable[..., str], local_cloud: dict[str, Any]
+) -> None:
+    name = create_function()
+
+    result, error, _ = invoke(lambda_client, name)
+
+    assert error is None
+    assert result["endpoint"] == local_cloud["localstack"]["url"]
+    assert lambda_client.get_function_configuration(FunctionName=name)["State"] == "Active"
+
+
+def test_unhandled_exception_is_a_function_error(lambda_client: Any, create_function: Callable[..., str]) -> None:
+    name = create_function()
+
+    result, error, _ = invoke(lambda_client, name, {"fail": True})
+
+    assert error == "Unhandled"
+    assert result["errorType"] == "RuntimeError"
+    assert result["errorMessage"] == "requested failure"
+    assert result["stackTrace"]
+
+
+def test_timeout_is_reported_and_the_function_recovers(
+    lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    name = create_function(Timeout=1)
+
+    result, error, logs = invoke(lambda_client, name, {"sleep": 30})
+
+    assert error == "Unhandled"
+    assert "Task timed out after 1.00 seconds" in result["errorMessage"]
+    assert "Status: timeout" in logs
+    assert invoke(lambda_client, name)[1] is None
+
+
+def test_init_error_is_reported(lambda_client: Any, create_function: Callable[..., str]) -> None:
+    name = create_function("import no_such_module_here\n")
+
+    result, error, _ = invoke(lambda_client, name)
+
+    assert error == "Unhandled"
+    assert result["errorType"] == "Runtime.ImportModuleError"
+    assert "no_such_module_here" in result["errorMessage"]
+
+
+def test_parallel_invokes_get_one_environment_each_and_reuse_them(
+    lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    name = create_function()
+    parallel = 5
+
+    def one_round() -> set[int]:
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            results = pool.map(lambda _: invoke(lambda_client, name, {"sleep": 1.0})[0], range(parallel))
+            return {result["pid"] for result in results}
+
+    first = one_round()
+    second = one_round()
+
+    assert len(first) == parallel
+    assert second == first
+
+
+def test_logs_reach_cloudwatch_with_lambdas_platform_lines(
+    aws: Callable[[str], Any], lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    name = create_function()
+    request_id = invoke(lambda_client, name)[0]["request_id"]
+    logs = aws("logs")
+
+    def messages() -> list[str]:
+        try:
+            events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return []
+        found = [event["message"].rstrip("\n") for event in events]
+        return found if any(line.startswith("REPORT") for line in found) else []
+
+    lines = wait_for(messages)
+
+    assert f"cold start of {name}" in lines
+    assert f"START RequestId: {request_id} Version: $LATEST" in lines
+    assert f"handling {request_id}" in lines
+    assert f"END RequestId: {request_id}" in lines
+    report = next(line for line in lines if line.startswith(f"REPORT RequestId: {request_id}"))
+    for field in ("Duration:", "Billed Duration:", "Memory Size: 128 MB", "Max Memory Used:", "Init Duration:"):
+        assert field in report
+
+
+def test_runtime_without_interpreter_fails_the_function_with_a_reason(
+    lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    name = create_function(runtime="nodejs20.x", wait=False)
+
+    config = wait_for(
+        lambda: (c := lambda_client.get_function_configuration(FunctionName=name))["State"] != "Pending" and c
+    )
+
+    assert config["State"] == "Failed"
+    assert "nodejs20.x" in config["StateReason"]
+    assert "Python runtimes" in config["StateReason"]
+
+
+def test_deleting_a_function_ends_its_processes(lambda_client: Any) -> None:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    lambda_client.create_function(
+        FunctionName=name, Runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
+        Role=ROLE, Handler="handler.handler", Code={"ZipFile": zip_of(HANDLER)},
+    )
+    lambda_client.get_waiter("function_active_v2").wait(FunctionName=name)
+    pid = invoke(lambda_client, name)[0]["pid"]
+    assert running(pid)
+
+    lambda_client.delete_function(FunctionName=name)
+
+    wait_for(lambda: not running(pid))
+
+
+def running(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_chalice_app_deploys_and_answers_on_its_local_url(
+    tmp_path: Path, local_cloud: dict[str, Any]
+) -> None:
+    project = tmp_path / "chalice_hello"
+    shutil.copytree(HERE / "chalice_hello", project)
+    stage = f"t{uuid.uuid4().hex[:8]}"
+    config_path = project / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"][stage] = config["stages"].pop("test")
+    config_path.write_text(json.dumps(config))
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": local_cloud["localstack"]["url"],
+        "AWS_DEFAULT_REGION": local_cloud["region"],
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    chalice = str(Path(sys.executable).parent / "chalice")
+    subprocess.run([chalice, "deploy", "--stage", stage], cwd=project, env=env, check=True, timeout=300)
+    try:
+        deployed = json.loads((project / ".chalice" / "deployed" / f"{stage}.json").read_text())
+        api_id = next(r["rest_api_id"] for r in deployed["resources"] if r["resource_type"] == "rest_api")
+        url = f"{local_cloud['localstack']['url']}/_aws/execute-api/{api_id}/api/"
+
+        response = requests.get(url, timeout=60)
+
+        assert response.status_code == 200
+        assert response.json() == {"hello": "world", "function": f"localcloud-hello-{stage}"}
+    finally:
+        subprocess.run([chalice, "delete", "--stage", stage], cwd=project, env=env, check=True, timeout=300)
