@@ -1,0 +1,71 @@
+"""Settings: defaults, overrides, and invalid values that stop with a message naming the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localcloud.settings import PROJECT_ROOT, Settings, SettingsError
+
+
+def test_defaults_put_state_in_the_repo_and_use_the_usual_ports() -> None:
+    cfg = Settings.from_env({})
+    assert cfg.state_dir == PROJECT_ROOT / ".localcloud"
+    assert cfg.venvs_dir == cfg.state_dir
+    assert (cfg.port, cfg.pg_port) == (4566, 15432)
+    assert cfg.host == "127.0.0.1"
+    assert cfg.region == "us-east-1"
+    assert cfg.localstack_url == "http://127.0.0.1:4566"
+
+
+def test_environment_overrides_state_dir_venvs_dir_and_ports(tmp_path: Path) -> None:
+    cfg = Settings.from_env(
+        {
+            "LOCALCLOUD_STATE_DIR": str(tmp_path / "state"),
+            "LOCALCLOUD_VENVS_DIR": str(tmp_path / "venvs"),
+            "LOCALCLOUD_PORT": "4600",
+            "LOCALCLOUD_PG_PORT": " 15500 ",
+        }
+    )
+    assert cfg.state_dir == tmp_path / "state"
+    assert cfg.localstack_python == tmp_path / "venvs" / "localstack-venv" / "bin" / "python"
+    assert cfg.runtimes_dir == tmp_path / "venvs" / "runtimes"
+    assert cfg.functions_pids_dir == tmp_path / "state" / "run" / "functions"
+    assert (cfg.port, cfg.pg_port) == (4600, 15500)
+
+
+def test_empty_values_mean_the_default() -> None:
+    assert Settings.from_env({"LOCALCLOUD_PORT": "", "LOCALCLOUD_STATE_DIR": " "}).port == 4566
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("LOCALCLOUD_PORT", "http", "not a port number"),
+        ("LOCALCLOUD_PORT", "45.66", "not a port number"),
+        ("LOCALCLOUD_PG_PORT", "80", "out of range"),
+        ("LOCALCLOUD_PG_PORT", "70000", "out of range"),
+        ("LOCALCLOUD_STATE_DIR", "relative/dir", "absolute path"),
+    ],
+)
+def test_an_invalid_value_names_the_variable_and_the_fix(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({variable: value})
+    message = str(info.value)
+    assert variable in message
+    assert expected in message
+
+
+def test_the_same_port_for_both_servers_is_refused() -> None:
+    with pytest.raises(SettingsError, match="LOCALCLOUD_PORT and LOCALCLOUD_PG_PORT"):
+        Settings.from_env({"LOCALCLOUD_PORT": "5000", "LOCALCLOUD_PG_PORT": "5000"})
+
+
+def test_a_state_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(SettingsError, match="not a directory"):
+        Settings.from_env({"LOCALCLOUD_STATE_DIR": str(afile)})
