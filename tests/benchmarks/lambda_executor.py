@@ -1,0 +1,163 @@
+"""Benchmark of the local cloud's Lambda executor. Prints figures; asserts nothing.
+
+Each figure stands beside a baseline measured in the same run on the same LocalStack: a trivial
+Lambda API call (GetFunctionConfiguration), which costs one gateway request and no function, so
+`invoke / baseline` shows what running the function adds to LocalStack's own cost.
+
+Usage: scripts/bench-lambda [--invokes N] [--threads N]   (the local cloud must be up)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import io
+import json
+import os
+import statistics
+import sys
+import textwrap
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+ENDPOINTS = Path(os.environ.get("LOCALCLOUD_STATE_DIR", REPO / ".localcloud")) / "endpoints.json"
+HANDLER = textwrap.dedent(
+    """
+    def handler(event, context):
+        return {"ok": True}
+    """
+)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def latencies_ms(call: Callable[[], Any], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def throughput(call: Callable[[], Any], threads: int, per_thread: int) -> float:
+    def worker(_: int) -> None:
+        for _ in range(per_thread):
+            call()
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+    return threads * per_thread / (time.perf_counter() - started)
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_percent(pid: int, seconds: float) -> float:
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds * 100
+
+
+def zip_of(source: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", source)
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invokes", type=int, default=300, help="sequential calls per latency figure")
+    parser.add_argument("--threads", type=int, default=8, help="client threads for throughput")
+    parser.add_argument("--cold-starts", type=int, default=5, help="functions created for the cold-start figure")
+    args = parser.parse_args(argv)
+    if not ENDPOINTS.exists():
+        print(f"the local cloud is not up ({ENDPOINTS} missing): run scripts/localcloud up", file=sys.stderr)
+        return 2
+    endpoints = json.loads(ENDPOINTS.read_text())
+    client = boto3.client(
+        "lambda",
+        endpoint_url=endpoints["localstack"]["url"],
+        region_name=endpoints["region"],
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(max_pool_connections=args.threads * 2, retries={"max_attempts": 0}),
+    )
+    runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"bench-{uuid.uuid4().hex[:10]}"
+        client.create_function(
+            FunctionName=name, Runtime=runtime, Role="arn:aws:iam::000000000000:role/bench",
+            Handler="handler.handler", Code={"ZipFile": zip_of(HANDLER)},
+        )
+        created.append(name)
+        client.get_waiter("function_active_v2").wait(
+            FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 600}
+        )
+        return name
+
+    try:
+        # Cold starts: create, wait until Active, first invoke.
+        create_s, cold_ms = [], []
+        for _ in range(args.cold_starts):
+            started = time.perf_counter()
+            name = create()
+            create_s.append(time.perf_counter() - started)
+            cold_ms.extend(latencies_ms(lambda: client.invoke(FunctionName=name, Payload=b"{}"), 1))
+        name = created[0]
+
+        def invoke() -> None:
+            response = client.invoke(FunctionName=name, Payload=b"{}")
+            assert "FunctionError" not in response, response["Payload"].read()
+
+        def baseline() -> None:
+            client.get_function_configuration(FunctionName=name)
+
+        for call in (invoke, baseline):  # warm up connections and environments
+            throughput(call, args.threads, 5)
+        warm = latencies_ms(invoke, args.invokes)
+        base = latencies_ms(baseline, args.invokes)
+        per_thread = max(1, args.invokes // args.threads)
+        warm_rate = throughput(invoke, args.threads, per_thread)
+        base_rate = throughput(baseline, args.threads, per_thread)
+        idle = idle_cpu_percent(endpoints["localstack"]["pid"], 5.0)
+    finally:
+        for function in created:
+            client.delete_function(FunctionName=function)
+
+    warm_p50 = statistics.median(warm)
+    print(f"Lambda executor benchmark ({runtime}, trivial handler, {args.invokes} calls per figure)")
+    print(f"{'figure':<44}{'invoke':>12}{'baseline':>12}{'ratio':>8}   target")
+    print(f"{'warm latency p50 (1 client), ms':<44}{warm_p50:>12.1f}{statistics.median(base):>12.1f}"
+          f"{warm_p50 / statistics.median(base):>8.2f}   <= 20 ms")
+    print(f"{'warm latency p95 (1 client), ms':<44}{percentile(warm, 0.95):>12.1f}{percentile(base, 0.95):>12.1f}")
+    print(f"{f'throughput ({args.threads} client threads), calls/s':<44}{warm_rate:>12.1f}{base_rate:>12.1f}"
+          f"{warm_rate / base_rate:>8.2f}   >= 60/s")
+    cold_extra = statistics.median(cold_ms) - warm_p50
+    print(f"{'cold first invoke p50, ms':<44}{statistics.median(cold_ms):>12.1f}")
+    print(f"{'cold start beyond warm p50, ms':<44}{cold_extra:>12.1f}{'':>20}   < 300 ms")
+    print(f"{'create_function until Active p50, ms':<44}{statistics.median(create_s) * 1000:>12.1f}")
+    print(f"{'LocalStack CPU, 5 s after the runs, %':<44}{idle:>12.1f}{'':>20}   near 0")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
