@@ -1,0 +1,58 @@
+"""Deploy bookkeeping and the demo's guards, without a local cloud."""
+
+import argparse
+
+import pytest
+
+from deployment import chalice_stage, demo
+
+
+def test_local_api_url_has_the_execute_api_form() -> None:
+    assert chalice_stage.local_api_url("http://127.0.0.1:4566", "abc123", "api") == (
+        "http://127.0.0.1:4566/_aws/execute-api/abc123/api/"
+    )
+
+
+def test_parse_deployed_finds_the_rest_api_and_functions() -> None:
+    record = {
+        "resources": [
+            {"name": "default-role", "resource_type": "iam_role", "role_arn": "arn:aws:iam::1:role/r"},
+            {"name": "api_handler", "resource_type": "lambda_function",
+             "lambda_arn": "arn:aws:lambda:us-east-1:000000000000:function:serverless-scaling-local"},
+            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "xyz",
+             "rest_api_url": "https://xyz.execute-api.us-east-1.amazonaws.com/api/"},
+        ]
+    }
+
+    deployed = chalice_stage.parse_deployed(record, "http://127.0.0.1:4566", "local", "api")
+
+    assert deployed.api_url == "http://127.0.0.1:4566/_aws/execute-api/xyz/api/"
+    assert deployed.functions == ["serverless-scaling-local"]
+
+
+def test_chalice_gets_the_endpoint_from_the_standard_variable() -> None:
+    env = chalice_stage.chalice_environment("http://127.0.0.1:4566", "us-east-1")
+
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["AWS_DEFAULT_REGION"] == "us-east-1"
+
+
+def args(**overrides: object) -> argparse.Namespace:
+    values = {"requests": 10, "concurrency": 2, "max_seconds": 5.0, **overrides}
+    return argparse.Namespace(**values)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [({"requests": 0}, "--requests"), ({"requests": 10**6}, "--requests"),
+     ({"concurrency": 1000}, "--concurrency"), ({"max_seconds": 3600}, "--max-seconds")],
+)
+def test_demo_refuses_unbounded_bursts(overrides: dict[str, object], named: str) -> None:
+    with pytest.raises(demo.DemoError, match=named):
+        demo.validate(args(**overrides), "http://127.0.0.1:4566/x")
+
+
+def test_demo_loads_only_loopback() -> None:
+    with pytest.raises(demo.DemoError, match="loopback"):
+        demo.validate(args(), "http://10.0.0.5:4566/x")
+    demo.validate(args(), "http://localhost:4566/x")
