@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.command}: {error}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as error:
-        print(f"{args.command}: {' '.join(map(str, error.cmd))} failed with exit status {error.returncode}",
-              file=sys.stderr)
+        command = " ".join(map(str, error.cmd))
+        print(f"{args.command}: {command} failed, exit status {error.returncode}", file=sys.stderr)
         return 1
 
 

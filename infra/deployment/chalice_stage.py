@@ -47,17 +47,27 @@ def chalice_environment(localstack_url: str, region: str) -> dict[str, str]:
     }
 
 
-def parse_deployed(record: dict[str, Any], localstack_url: str, stage: str, api_stage: str) -> Deployed:
+def parse_deployed(
+    record: dict[str, Any], localstack_url: str, stage: str, api_stage: str
+) -> Deployed:
     resources = record["resources"]
     rest_api_id = next(r["rest_api_id"] for r in resources if r["resource_type"] == "rest_api")
-    functions = [r["lambda_arn"].rsplit(":", 1)[1] for r in resources if r["resource_type"] == "lambda_function"]
-    return Deployed(stage, local_api_url(localstack_url, rest_api_id, api_stage), rest_api_id, functions)
+    functions = [
+        r["lambda_arn"].rsplit(":", 1)[1]
+        for r in resources
+        if r["resource_type"] == "lambda_function"
+    ]
+    return Deployed(
+        stage, local_api_url(localstack_url, rest_api_id, api_stage), rest_api_id, functions
+    )
 
 
 def deploy(cfg: Settings, project: Path = PROJECT_ROOT, stage: str = STAGE) -> Deployed:
     running = endpoints.load(cfg.endpoints_file)
     if "localstack" not in running:
-        raise DeployError(f"the local cloud is not up ({cfg.endpoints_file} missing): run scripts/localcloud up")
+        raise DeployError(
+            f"the local cloud is not up ({cfg.endpoints_file} missing): run scripts/localcloud up"
+        )
     localstack_url = running["localstack"]["url"]
     deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
     if "api" not in running and deployed_record.exists():
@@ -73,10 +83,18 @@ def deploy(cfg: Settings, project: Path = PROJECT_ROOT, stage: str = STAGE) -> D
     )
     config = json.loads((project / ".chalice" / "config.json").read_text())
     api_stage = config["stages"][stage].get("api_gateway_stage", "api")
-    result = parse_deployed(json.loads(deployed_record.read_text()), localstack_url, stage, api_stage)
+    result = parse_deployed(
+        json.loads(deployed_record.read_text()), localstack_url, stage, api_stage
+    )
     endpoints.update(
         cfg.endpoints_file,
-        {"api": {"stage": stage, "url": result.api_url, "rest_api_id": result.rest_api_id,
-                 "functions": result.functions}},
+        {
+            "api": {
+                "stage": stage,
+                "url": result.api_url,
+                "rest_api_id": result.rest_api_id,
+                "functions": result.functions,
+            }
+        },
     )
     return result

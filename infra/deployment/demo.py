@@ -38,9 +38,18 @@ class BurstResult:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--requests", type=int, default=200, help=f"requests to send (1..{MAX_REQUESTS})")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (1..64)")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help=f"stop sending after this (<= {MAX_SECONDS})")
+    parser.add_argument(
+        "--requests", type=int, default=200, help=f"requests to send (1..{MAX_REQUESTS})"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="requests in flight at once (1..64)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help=f"stop sending after this (<= {MAX_SECONDS})",
+    )
 
 
 def validate(args: argparse.Namespace, url: str) -> None:
@@ -104,14 +113,20 @@ def run(cfg: Settings, args: argparse.Namespace) -> int:
     result = burst(url, args.requests, args.concurrency, args.max_seconds)
     sent = sum(result.statuses.values()) + sum(result.errors.values())
     print(f"  sent {sent} in {result.seconds:.1f} s ({sent / result.seconds:.0f} req/s)")
-    print(f"  status codes: {dict(sorted(result.statuses.items()))}"
-          + (f", errors: {dict(result.errors)}" if result.errors else ""))
+    print(
+        f"  status codes: {dict(sorted(result.statuses.items()))}"
+        + (f", errors: {dict(result.errors)}" if result.errors else "")
+    )
     if result.latencies_ms:
         lat = result.latencies_ms
-        print(f"  latency ms: p50 {statistics.median(lat):.0f}, p95 {percentile(lat, 0.95):.0f}, "
-              f"p99 {percentile(lat, 0.99):.0f}")
-    print(f"  served by {len(result.environments)} Lambda execution environments "
-          f"(requests each: {sorted(result.environments.values(), reverse=True)})")
+        print(
+            f"  latency ms: p50 {statistics.median(lat):.0f}, p95 {percentile(lat, 0.95):.0f}, "
+            f"p99 {percentile(lat, 0.99):.0f}"
+        )
+    print(
+        f"  served by {len(result.environments)} Lambda execution environments "
+        f"(requests each: {sorted(result.environments.values(), reverse=True)})"
+    )
     function = running["api"]["functions"][0]
     localstack_url = running["localstack"]["url"]
     print(f"""
@@ -124,5 +139,7 @@ Where to look next:
   scripts/localcloud logs          (LocalStack's log)
   scripts/localcloud down          (stop everything)
   awslocal reads AWS_ENDPOINT_URL={localstack_url}; set it if you changed LOCALCLOUD_PORT.""")
-    failed = sum(result.errors.values()) + sum(n for code, n in result.statuses.items() if code >= 400)
+    failed = sum(result.errors.values()) + sum(
+        n for code, n in result.statuses.items() if code >= 400
+    )
     return 1 if failed else 0

@@ -48,6 +48,10 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         # otherwise every SQS call publishes metrics to itself: 4x slower, minutes of 100% CPU
         "SQS_DISABLE_CLOUDWATCH_METRICS": "1",
         "EAGER_SERVICE_LOADING": "0",
+        # LocalStack's calls to itself (Lambda's logs and metrics, one pair per invoke) go
+        # straight to its gateway object rather than over HTTP: no CPU left burning after a
+        # burst (measured 20% -> 0.2% 5 s after 2,000 invokes), nothing to hang at shutdown.
+        "IN_MEMORY_CLIENT": "1",
         "PERSISTENCE": "0",
         # keep LocalStack's files in the state dir (S3 storage stays /tmp/localstack-s3-storage:
         # hard-coded in localstack.services.s3.provider)

@@ -83,7 +83,9 @@ def lambda_client(aws: Callable[[str], Any]) -> Any:
 def create_function(lambda_client: Any) -> Iterator[Callable[..., str]]:
     created: list[str] = []
 
-    def create(source: str = HANDLER, runtime: str | None = None, wait: bool = True, **kwargs: Any) -> str:
+    def create(
+        source: str = HANDLER, runtime: str | None = None, wait: bool = True, **kwargs: Any
+    ) -> str:
         name = f"test-{uuid.uuid4().hex[:12]}"
         lambda_client.create_function(
             FunctionName=name,
@@ -103,7 +105,9 @@ def create_function(lambda_client: Any) -> Iterator[Callable[..., str]]:
         lambda_client.delete_function(FunctionName=name)
 
 
-def invoke(lambda_client: Any, name: str, event: dict[str, Any] | None = None) -> tuple[dict[str, Any], str | None, str]:
+def invoke(
+    lambda_client: Any, name: str, event: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str | None, str]:
     response = lambda_client.invoke(
         FunctionName=name, Payload=json.dumps(event or {}).encode(), LogType="Tail"
     )
@@ -123,7 +127,9 @@ def test_created_function_runs_and_sees_the_local_cloud_endpoint(
     assert lambda_client.get_function_configuration(FunctionName=name)["State"] == "Active"
 
 
-def test_unhandled_exception_is_a_function_error(lambda_client: Any, create_function: Callable[..., str]) -> None:
+def test_unhandled_exception_is_a_function_error(
+    lambda_client: Any, create_function: Callable[..., str]
+) -> None:
     name = create_function()
 
     result, error, _ = invoke(lambda_client, name, {"fail": True})
@@ -165,7 +171,9 @@ def test_parallel_invokes_get_one_environment_each_and_reuse_them(
 
     def one_round() -> set[int]:
         with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-            results = pool.map(lambda _: invoke(lambda_client, name, {"sleep": 1.0})[0], range(parallel))
+            results = pool.map(
+                lambda _: invoke(lambda_client, name, {"sleep": 1.0})[0], range(parallel)
+            )
             return {result["pid"] for result in results}
 
     first = one_round()
@@ -197,7 +205,13 @@ def test_logs_reach_cloudwatch_with_lambdas_platform_lines(
     assert f"handling {request_id}" in lines
     assert f"END RequestId: {request_id}" in lines
     report = next(line for line in lines if line.startswith(f"REPORT RequestId: {request_id}"))
-    for field in ("Duration:", "Billed Duration:", "Memory Size: 128 MB", "Max Memory Used:", "Init Duration:"):
+    for field in (
+        "Duration:",
+        "Billed Duration:",
+        "Memory Size: 128 MB",
+        "Max Memory Used:",
+        "Init Duration:",
+    ):
         assert field in report
 
 
@@ -207,7 +221,10 @@ def test_runtime_without_interpreter_fails_the_function_with_a_reason(
     name = create_function(runtime="nodejs20.x", wait=False)
 
     config = wait_for(
-        lambda: (c := lambda_client.get_function_configuration(FunctionName=name))["State"] != "Pending" and c
+        lambda: (
+            (c := lambda_client.get_function_configuration(FunctionName=name))["State"] != "Pending"
+            and c
+        )
     )
 
     assert config["State"] == "Failed"
@@ -218,8 +235,11 @@ def test_runtime_without_interpreter_fails_the_function_with_a_reason(
 def test_deleting_a_function_ends_its_processes(lambda_client: Any) -> None:
     name = f"test-{uuid.uuid4().hex[:12]}"
     lambda_client.create_function(
-        FunctionName=name, Runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
-        Role=ROLE, Handler="handler.handler", Code={"ZipFile": zip_of(HANDLER)},
+        FunctionName=name,
+        Runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
+        Role=ROLE,
+        Handler="handler.handler",
+        Code={"ZipFile": zip_of(HANDLER)},
     )
     lambda_client.get_waiter("function_active_v2").wait(FunctionName=name)
     pid = invoke(lambda_client, name)[0]["pid"]
@@ -257,10 +277,14 @@ def test_chalice_app_deploys_and_answers_on_its_local_url(
         "AWS_SECRET_ACCESS_KEY": "test",
     }
     chalice = str(Path(sys.executable).parent / "chalice")
-    subprocess.run([chalice, "deploy", "--stage", stage], cwd=project, env=env, check=True, timeout=300)
+    subprocess.run(
+        [chalice, "deploy", "--stage", stage], cwd=project, env=env, check=True, timeout=300
+    )
     try:
         deployed = json.loads((project / ".chalice" / "deployed" / f"{stage}.json").read_text())
-        api_id = next(r["rest_api_id"] for r in deployed["resources"] if r["resource_type"] == "rest_api")
+        api_id = next(
+            r["rest_api_id"] for r in deployed["resources"] if r["resource_type"] == "rest_api"
+        )
         url = f"{local_cloud['localstack']['url']}/_aws/execute-api/{api_id}/api/"
 
         response = requests.get(url, timeout=60)
@@ -268,4 +292,6 @@ def test_chalice_app_deploys_and_answers_on_its_local_url(
         assert response.status_code == 200
         assert response.json() == {"hello": "world", "function": f"localcloud-hello-{stage}"}
     finally:
-        subprocess.run([chalice, "delete", "--stage", stage], cwd=project, env=env, check=True, timeout=300)
+        subprocess.run(
+            [chalice, "delete", "--stage", stage], cwd=project, env=env, check=True, timeout=300
+        )

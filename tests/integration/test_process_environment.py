@@ -21,7 +21,7 @@ from localcloud_ext.pids import process_start_time
 
 REPO = Path(__file__).resolve().parents[2]
 
-HANDLER = '''
+HANDLER = """
 import json, os, subprocess, sys, time
 
 print("init output")
@@ -50,7 +50,7 @@ def handler(event, context):
         "task_root": os.environ["LAMBDA_TASK_ROOT"],
         "handler": os.environ["_HANDLER"],
     }
-'''
+"""
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
 
@@ -92,16 +92,23 @@ def environment(tmp_path: Path) -> Iterator[ProcessEnvironment]:
     env.stop()
 
 
-def invoke(env: ProcessEnvironment, event: dict[str, object]) -> tuple[dict[str, object], bool, str]:
+def invoke(
+    env: ProcessEnvironment, event: dict[str, object]
+) -> tuple[dict[str, object], bool, str]:
     outcome = env.invoke(str(uuid.uuid4()), json.dumps(event).encode(), ARN)
     return json.loads(outcome.payload), outcome.is_error, outcome.logs
 
 
 def alive(pid: int) -> bool:
-    return process_start_time(pid) is not None and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+    return (
+        process_start_time(pid) is not None
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+    )
 
 
-def test_handler_gets_awss_context_and_environment(environment: ProcessEnvironment, tmp_path: Path) -> None:
+def test_handler_gets_awss_context_and_environment(
+    environment: ProcessEnvironment, tmp_path: Path
+) -> None:
     result, is_error, _ = invoke(environment, {})
 
     assert not is_error
@@ -125,7 +132,9 @@ def test_warm_invokes_reuse_the_process_and_only_the_first_reports_init(
     assert "init output" not in second_logs and "Init Duration:" not in second_logs
 
 
-def test_logs_frame_the_functions_output_with_start_end_report(environment: ProcessEnvironment) -> None:
+def test_logs_frame_the_functions_output_with_start_end_report(
+    environment: ProcessEnvironment,
+) -> None:
     outcome = environment.invoke("req-1", b"{}", ARN)
     lines = outcome.logs.splitlines()
 
@@ -138,7 +147,9 @@ def test_logs_frame_the_functions_output_with_start_end_report(environment: Proc
     assert "Max Memory Used: " in lines[start + 3]
 
 
-def test_unhandled_exception_comes_back_in_lambdas_error_shape(environment: ProcessEnvironment) -> None:
+def test_unhandled_exception_comes_back_in_lambdas_error_shape(
+    environment: ProcessEnvironment,
+) -> None:
     result, is_error, logs = invoke(environment, {"action": "fail"})
 
     assert is_error
@@ -170,7 +181,9 @@ def test_timeout_ends_the_process_and_the_next_invoke_starts_a_new_one(
     assert "Init Duration:" in logs
 
 
-def test_runtime_exit_is_reported_and_the_environment_recovers(environment: ProcessEnvironment) -> None:
+def test_runtime_exit_is_reported_and_the_environment_recovers(
+    environment: ProcessEnvironment,
+) -> None:
     result, is_error, logs = invoke(environment, {"action": "exit"})
 
     assert is_error
@@ -220,7 +233,9 @@ def test_stop_ends_the_whole_process_group_and_its_pid_record(tmp_path: Path) ->
     assert not record.exists()
 
 
-def test_pid_record_matches_the_running_process(environment: ProcessEnvironment, tmp_path: Path) -> None:
+def test_pid_record_matches_the_running_process(
+    environment: ProcessEnvironment, tmp_path: Path
+) -> None:
     pid = environment.pid
     assert pid is not None
     record = tmp_path / "pids" / f"{environment.spec.environment_id}.pid"

@@ -26,4 +26,6 @@ def test_whoami_names_the_execution_environment(monkeypatch) -> None:  # type: i
 
 def test_unknown_route_is_a_client_error() -> None:
     with Client(app) as client:
-        assert client.http.get("/nope").status_code == 403  # API Gateway's answer to a missing route
+        assert (
+            client.http.get("/nope").status_code == 403
+        )  # API Gateway's answer to a missing route

@@ -3,8 +3,9 @@
 import argparse
 
 import pytest
-
 from deployment import chalice_stage, demo
+
+FUNCTION = "serverless-scaling-local"
 
 
 def test_local_api_url_has_the_execute_api_form() -> None:
@@ -16,18 +17,29 @@ def test_local_api_url_has_the_execute_api_form() -> None:
 def test_parse_deployed_finds_the_rest_api_and_functions() -> None:
     record = {
         "resources": [
-            {"name": "default-role", "resource_type": "iam_role", "role_arn": "arn:aws:iam::1:role/r"},
-            {"name": "api_handler", "resource_type": "lambda_function",
-             "lambda_arn": "arn:aws:lambda:us-east-1:000000000000:function:serverless-scaling-local"},
-            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "xyz",
-             "rest_api_url": "https://xyz.execute-api.us-east-1.amazonaws.com/api/"},
+            {
+                "name": "default-role",
+                "resource_type": "iam_role",
+                "role_arn": "arn:aws:iam::1:role/r",
+            },
+            {
+                "name": "api_handler",
+                "resource_type": "lambda_function",
+                "lambda_arn": f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}",
+            },
+            {
+                "name": "rest_api",
+                "resource_type": "rest_api",
+                "rest_api_id": "xyz",
+                "rest_api_url": "https://xyz.execute-api.us-east-1.amazonaws.com/api/",
+            },
         ]
     }
 
     deployed = chalice_stage.parse_deployed(record, "http://127.0.0.1:4566", "local", "api")
 
     assert deployed.api_url == "http://127.0.0.1:4566/_aws/execute-api/xyz/api/"
-    assert deployed.functions == ["serverless-scaling-local"]
+    assert deployed.functions == [FUNCTION]
 
 
 def test_chalice_gets_the_endpoint_from_the_standard_variable() -> None:
@@ -44,8 +56,12 @@ def args(**overrides: object) -> argparse.Namespace:
 
 @pytest.mark.parametrize(
     ("overrides", "named"),
-    [({"requests": 0}, "--requests"), ({"requests": 10**6}, "--requests"),
-     ({"concurrency": 1000}, "--concurrency"), ({"max_seconds": 3600}, "--max-seconds")],
+    [
+        ({"requests": 0}, "--requests"),
+        ({"requests": 10**6}, "--requests"),
+        ({"concurrency": 1000}, "--concurrency"),
+        ({"max_seconds": 3600}, "--max-seconds"),
+    ],
 )
 def test_demo_refuses_unbounded_bursts(overrides: dict[str, object], named: str) -> None:
     with pytest.raises(demo.DemoError, match=named):

@@ -7,7 +7,10 @@ from localcloud_ext import report
 
 def test_report_line_of_a_cold_start_has_init_duration_and_bills_it() -> None:
     line = report.InvocationReport(
-        request_id="abc", duration_ms=12.341, memory_size_mb=128, max_memory_used_mb=40,
+        request_id="abc",
+        duration_ms=12.341,
+        memory_size_mb=128,
+        max_memory_used_mb=40,
         init_duration_ms=250.12,
     ).line()
 
@@ -34,14 +37,19 @@ def test_report_line_of_a_timeout_says_so() -> None:
 def test_timeout_texts_name_the_request_and_the_limit() -> None:
     now = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
-    assert report.timeout_message("r1", 3) == "RequestId: r1 Error: Task timed out after 3.00 seconds"
+    assert (
+        report.timeout_message("r1", 3) == "RequestId: r1 Error: Task timed out after 3.00 seconds"
+    )
     assert report.timeout_log_line("r1", 3, now) == (
         "2026-01-02T03:04:05.678Z r1 Task timed out after 3.00 seconds"
     )
 
 
 def test_exit_message_names_exit_status_or_signal() -> None:
-    assert report.exit_message("r1", 3) == "RequestId: r1 Error: Runtime exited with error: exit status 3"
+    assert (
+        report.exit_message("r1", 3)
+        == "RequestId: r1 Error: Runtime exited with error: exit status 3"
+    )
     assert report.exit_message("r1", -9).endswith("Runtime exited with error: signal: killed")
     assert report.exit_message("", 1) == "Error: Runtime exited with error: exit status 1"
 

@@ -30,7 +30,9 @@ def test_lists_only_python_runtimes_with_an_interpreter(tmp_path: Path) -> None:
     assert runtimes.available_runtimes(tmp_path) == ["python3.11", "python3.12"]
 
 
-def test_a_missing_interpreter_names_the_runtime_the_alternatives_and_the_fix(tmp_path: Path) -> None:
+def test_a_missing_interpreter_names_the_runtime_the_alternatives_and_the_fix(
+    tmp_path: Path,
+) -> None:
     make_runtime(tmp_path, "python3.11")
 
     with pytest.raises(RuntimeNotAvailable) as error:

@@ -10,6 +10,7 @@ Stdlib only: LocalStack's adapter (`executor.py`) wraps it; unit tests drive it 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import os
@@ -212,7 +213,9 @@ class _Incarnation:
             with open(f"/proc/{self.process.pid}/status") as status:
                 for line in status:
                     if line.startswith("VmHWM:"):
-                        self.max_rss_mb = max(self.max_rss_mb, math.ceil(int(line.split()[1]) / 1024))
+                        self.max_rss_mb = max(
+                            self.max_rss_mb, math.ceil(int(line.split()[1]) / 1024)
+                        )
                         break
         except OSError:
             pass  # already gone: keep the last reading
@@ -222,10 +225,8 @@ class _Incarnation:
         """End the whole process group at once, as Lambda does when it resets an environment."""
         self.killed = True
         if not self.exited.is_set():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.api.close()
 
 
@@ -308,7 +309,9 @@ class ProcessEnvironment:
         incarnation.init_duration_ms = None
         init_logs = ""
         if init_duration_ms is not None:
-            init_logs = report.compose(report.init_start_line(self.spec.runtime), incarnation.output.take())
+            init_logs = report.compose(
+                report.init_start_line(self.spec.runtime), incarnation.output.take()
+            )
         started = self._clock()
         deadline = started + timeout
         incarnation.api.deliver(
@@ -321,32 +324,11 @@ class ProcessEnvironment:
                 client_context=client_context,
             )
         )
-        status: str | None = None
-        while True:
-            event = incarnation.api.next_event(timeout=max(0.0, deadline - self._clock()))
-            if event is None:
-                incarnation.kill()
-                status = "timeout"
-                result = error_payload("Sandbox.Timedout", report.timeout_message(request_id, timeout))
-                is_error = True
-                break
-            if event.kind in (EventKind.RESPONSE, EventKind.ERROR) and event.request_id == request_id:
-                result, is_error = event.body, event.kind is EventKind.ERROR
-                break
-            if event.kind is EventKind.EXITED:
-                status = "error"
-                result = error_payload("Runtime.ExitError", report.exit_message(request_id, event.exit_code))
-                is_error = True
-                break
-            if event.kind is EventKind.STOPPED:
-                raise EnvironmentStopped(f"environment {self.spec.environment_id} stopped during an invocation")
-            LOG.debug("ignoring runtime event %s during invocation %s", event, request_id)
+        result, is_error, status, platform_line = self._await_result(
+            incarnation, request_id, deadline
+        )
         duration_ms = (self._clock() - started) * 1000
-        output = incarnation.output.take()
-        if status == "timeout":
-            output = report.compose(output, report.timeout_log_line(request_id, timeout))
-        elif status == "error":
-            output = report.compose(output, report.exit_message(request_id, event.exit_code))
+        output = report.compose(incarnation.output.take(), platform_line)
         invocation_report = report.InvocationReport(
             request_id=request_id,
             duration_ms=duration_ms,
@@ -363,6 +345,31 @@ class ProcessEnvironment:
             invocation_report.line(),
         )
         return InvokeOutcome(request_id, result, is_error, logs)
+
+    def _await_result(
+        self, incarnation: _Incarnation, request_id: str, deadline: float
+    ) -> tuple[bytes, bool, str | None, str]:
+        """(payload, is_error, REPORT status, platform log line) of one invocation."""
+        while True:
+            event = incarnation.api.next_event(timeout=max(0.0, deadline - self._clock()))
+            if event is None:
+                incarnation.kill()
+                timeout = self.spec.timeout_seconds
+                message = report.timeout_message(request_id, timeout)
+                line = report.timeout_log_line(request_id, timeout)
+                return error_payload("Sandbox.Timedout", message), True, "timeout", line
+            if event.kind is EventKind.EXITED:
+                message = report.exit_message(request_id, event.exit_code)
+                return error_payload("Runtime.ExitError", message), True, "error", message
+            if event.kind is EventKind.STOPPED:
+                raise EnvironmentStopped(
+                    f"environment {self.spec.environment_id} stopped during an invocation"
+                )
+            if event.request_id == request_id and event.kind is EventKind.RESPONSE:
+                return event.body, False, None, ""
+            if event.request_id == request_id and event.kind is EventKind.ERROR:
+                return event.body, True, None, ""
+            LOG.debug("ignoring runtime event %s during invocation %s", event, request_id)
 
     # --- process management ----------------------------------------------------------------
 
@@ -389,7 +396,11 @@ class ProcessEnvironment:
             raise
         finally:
             os.close(write_fd)
-        pid_record = PidRecord.create(spec.pids_dir, spec.environment_id, process.pid) if spec.pids_dir else None
+        pid_record = (
+            PidRecord.create(spec.pids_dir, spec.environment_id, process.pid)
+            if spec.pids_dir
+            else None
+        )
         incarnation = _Incarnation(
             api=api,
             process=process,
@@ -418,7 +429,9 @@ class ProcessEnvironment:
                 incarnation.init_duration_ms = (self._clock() - incarnation.started) * 1000
                 return
             if event.kind is EventKind.STOPPED:
-                raise EnvironmentStopped(f"environment {self.spec.environment_id} stopped during init")
+                raise EnvironmentStopped(
+                    f"environment {self.spec.environment_id} stopped during init"
+                )
             if event.kind in (EventKind.INIT_ERROR, EventKind.EXITED):
                 init_duration_ms = (self._clock() - incarnation.started) * 1000
                 incarnation.kill()

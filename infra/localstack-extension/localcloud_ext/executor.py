@@ -25,12 +25,21 @@ from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecu
 from localstack.utils.strings import to_bytes
 
 from localcloud_ext import runtimes
-from localcloud_ext.environment import EnvironmentStopped, FunctionSpec, InitFailed, ProcessEnvironment
+from localcloud_ext.environment import (
+    EnvironmentStopped,
+    FunctionSpec,
+    InitFailed,
+    ProcessEnvironment,
+)
 
 LOG = logging.getLogger(__name__)
 
 # LocalStack's variables for its Docker init; a process environment has no use for them.
-_INIT_ONLY_VARIABLES = ("LOCALSTACK_RUNTIME_ID", "LOCALSTACK_RUNTIME_ENDPOINT", "LOCALSTACK_FUNCTION_ACCOUNT_ID")
+_INIT_ONLY_VARIABLES = (
+    "LOCALSTACK_RUNTIME_ID",
+    "LOCALSTACK_RUNTIME_ENDPOINT",
+    "LOCALSTACK_FUNCTION_ACCOUNT_ID",
+)
 
 
 class ProcessRuntimeExecutor(RuntimeExecutor):
@@ -42,7 +51,9 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         config = self.function_version.config
         code = config.code
         if code is None:
-            raise StatusErrorException("Environment startup failed", payload=b"function has no code")
+            raise StatusErrorException(
+                "Environment startup failed", payload=b"function has no code"
+            )
         environment = {
             name: str(value) for name, value in env_vars.items() if name not in _INIT_ONLY_VARIABLES
         }
@@ -73,9 +84,14 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             # LocalStack answers the invoke with this payload as an Unhandled function error,
             # but keeps no logs of a failed init: ship them, as Lambda does.
             threading.Thread(
-                target=self._ship_init_logs, args=(failure.logs,), name="lambda-init-logs", daemon=True
+                target=self._ship_init_logs,
+                args=(failure.logs,),
+                name="lambda-init-logs",
+                daemon=True,
             ).start()
-            raise StatusErrorException("Environment startup failed", payload=failure.payload) from failure
+            raise StatusErrorException(
+                "Environment startup failed", payload=failure.payload
+            ) from failure
         except EnvironmentStopped as stopped:
             raise ShutdownDuringStartup(str(stopped)) from stopped
 
@@ -86,7 +102,9 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         stream = f"{date.today():%Y/%m/%d}/[{function_id.qualifier}]{self.id}"
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in logs.splitlines() if line]
-        client = connect_to(region_name=function_id.region, aws_access_key_id=function_id.account).logs
+        client = connect_to(
+            region_name=function_id.region, aws_access_key_id=function_id.account
+        ).logs
         try:
             with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
                 client.create_log_group(logGroupName=group)

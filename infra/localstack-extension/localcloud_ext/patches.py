@@ -23,7 +23,9 @@ class SeamMoved(RuntimeError):
 def require_parameters(function: Any, expected: list[str]) -> None:
     actual = list(inspect.signature(function).parameters)
     if actual != expected:
-        raise SeamMoved(f"{function.__qualname__} takes {actual}, this extension expects {expected}")
+        raise SeamMoved(
+            f"{function.__qualname__} takes {actual}, this extension expects {expected}"
+        )
 
 
 @hooks.on_infra_start()
@@ -37,7 +39,13 @@ def tolerate_deleting_failed_functions() -> None:
 
     @patch(LambdaService.stop_version)
     def stop_version(stop_version: Any, self: LambdaService, qualified_arn: str) -> None:
-        if qualified_arn in self.lambda_running_versions or qualified_arn in self.lambda_starting_versions:
+        if (
+            qualified_arn in self.lambda_running_versions
+            or qualified_arn in self.lambda_starting_versions
+        ):
             stop_version(self, qualified_arn)
             return
-        LOG.debug("version %s has no running manager (its creation failed): nothing to stop", qualified_arn)
+        LOG.debug(
+            "version %s has no running manager (its creation failed): nothing to stop",
+            qualified_arn,
+        )

@@ -25,7 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOG = logging.getLogger(__name__)
 
 API_PREFIX = "/2018-06-01/runtime"
-_INVOCATION_RESULT = re.compile(rf"^{API_PREFIX}/invocation/(?P<id>[^/]+)/(?P<kind>response|error)$")
+_INVOCATION_RESULT = re.compile(
+    rf"^{API_PREFIX}/invocation/(?P<id>[^/]+)/(?P<kind>response|error)$"
+)
 # How often a blocked `next` long-poll checks whether its server is closing.
 _NEXT_POLL_SECONDS = 0.5
 
@@ -97,7 +99,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         LOG.debug("runtime api: " + format, *args)
 
-    def _reply(self, status: HTTPStatus, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, status: HTTPStatus, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -206,7 +210,9 @@ class RuntimeApiServer:
     def close(self) -> None:
         """Stop serving. Returns at once: the serving thread winds down in the background."""
         self._state.closing.set()
-        threading.Thread(target=self._shut_down, name="lambda-runtime-api-close", daemon=True).start()
+        threading.Thread(
+            target=self._shut_down, name="lambda-runtime-api-close", daemon=True
+        ).start()
 
     def _shut_down(self) -> None:
         self._server.shutdown()
