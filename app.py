@@ -20,3 +20,9 @@ def health() -> dict[str, str]:
 @app.route("/whoami")
 def whoami() -> dict[str, str]:
     return runtime_info.describe_environment()
+
+
+@app.lambda_function(name="whoami")
+def whoami_function(event: dict[str, object], context: object) -> dict[str, str]:
+    """The same answer as GET /whoami, for a direct `lambda invoke`."""
+    return runtime_info.describe_environment()

@@ -30,6 +30,7 @@ class Deployed:
     api_url: str  # the local form: http://127.0.0.1:4566/_aws/execute-api/ID/STAGE/
     rest_api_id: str
     functions: list[str]
+    api_function: str  # the function behind the REST API
 
 
 def local_api_url(localstack_url: str, rest_api_id: str, api_stage: str) -> str:
@@ -52,14 +53,13 @@ def parse_deployed(
 ) -> Deployed:
     resources = record["resources"]
     rest_api_id = next(r["rest_api_id"] for r in resources if r["resource_type"] == "rest_api")
-    functions = [
-        r["lambda_arn"].rsplit(":", 1)[1]
+    names = {
+        r["name"]: r["lambda_arn"].rsplit(":", 1)[1]
         for r in resources
         if r["resource_type"] == "lambda_function"
-    ]
-    return Deployed(
-        stage, local_api_url(localstack_url, rest_api_id, api_stage), rest_api_id, functions
-    )
+    }
+    url = local_api_url(localstack_url, rest_api_id, api_stage)
+    return Deployed(stage, url, rest_api_id, sorted(names.values()), names["api_handler"])
 
 
 def deploy(cfg: Settings, project: Path = PROJECT_ROOT, stage: str = STAGE) -> Deployed:
@@ -94,6 +94,7 @@ def deploy(cfg: Settings, project: Path = PROJECT_ROOT, stage: str = STAGE) -> D
                 "url": result.api_url,
                 "rest_api_id": result.rest_api_id,
                 "functions": result.functions,
+                "api_function": result.api_function,
             }
         },
     )

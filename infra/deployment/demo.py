@@ -127,18 +127,18 @@ def run(cfg: Settings, args: argparse.Namespace) -> int:
         f"  served by {len(result.environments)} Lambda execution environments "
         f"(requests each: {sorted(result.environments.values(), reverse=True)})"
     )
-    function = running["api"]["functions"][0]
+    function = running["api"]["api_function"]
     localstack_url = running["localstack"]["url"]
     print(f"""
-Where to look next:
+Where to look next (awslocal is in .venv/bin: `source .venv/bin/activate`):
   curl {base}health
   awslocal lambda list-functions --query 'Functions[].FunctionName'
-  awslocal logs tail /aws/lambda/{function} --since 5m
+  awslocal logs filter-log-events --log-group-name /aws/lambda/{function} --max-items 20
   awslocal apigateway get-rest-apis
   scripts/localcloud status        (what runs, where; endpoints in {cfg.endpoints_file})
   scripts/localcloud logs          (LocalStack's log)
   scripts/localcloud down          (stop everything)
-  awslocal reads AWS_ENDPOINT_URL={localstack_url}; set it if you changed LOCALCLOUD_PORT.""")
+The local cloud is at {localstack_url}; awslocal finds it through AWS_ENDPOINT_URL.""")
     failed = sum(result.errors.values()) + sum(
         n for code, n in result.statuses.items() if code >= 400
     )

@@ -40,6 +40,7 @@ def test_parse_deployed_finds_the_rest_api_and_functions() -> None:
 
     assert deployed.api_url == "http://127.0.0.1:4566/_aws/execute-api/xyz/api/"
     assert deployed.functions == [FUNCTION]
+    assert deployed.api_function == FUNCTION
 
 
 def test_chalice_gets_the_endpoint_from_the_standard_variable() -> None:
