@@ -1,4 +1,4 @@
-"""Shared test setup: markers by folder, and no sockets in unit tests."""
+"""Shared test setup: markers by folder, no sockets in unit tests, and the running local cloud."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from localcloud import control, endpoints
+from localcloud.settings import Settings
 
 TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS = {
@@ -47,3 +50,33 @@ def _no_sockets_in_unit_tests(
         monkeypatch.setattr(socket, "socket", refuse)
         monkeypatch.setattr(socket, "create_connection", refuse)
     yield
+
+
+# --- the running local cloud, for integration and e2e tests -----------------------------------
+# ``local_cloud`` is the parsed ``endpoints.json``. If the local cloud (as configured by the
+# LOCALCLOUD_* variables) is already up and healthy it is used as is and left running; otherwise
+# the fixture starts it and stops it at the end of the session.
+
+
+@pytest.fixture(scope="session")
+def localcloud_settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def local_cloud(localcloud_settings: Settings) -> Iterator[dict[str, Any]]:
+    cfg = localcloud_settings
+    if control.status(cfg).ok and cfg.endpoints_file.exists():
+        yield endpoints.load(cfg.endpoints_file)
+        return
+    if not cfg.localstack_python.exists():
+        pytest.fail(f"{cfg.localstack_python} missing: run scripts/setup first")
+    try:
+        result = control.up(cfg)
+    except control.UpError as e:
+        pytest.fail(f"could not start the local cloud: {e}")
+    try:
+        yield result.endpoints
+    finally:
+        outcome = control.down(cfg)
+        assert not outcome.problems, outcome.problems

@@ -62,30 +62,40 @@ def parse_deployed(
     return Deployed(stage, url, rest_api_id, sorted(names.values()), names["api_handler"])
 
 
+def deploy_stage(running: dict[str, Any], project: Path, stage: str) -> Deployed:
+    """`chalice deploy --stage STAGE` of `project` to the local cloud described by `running`
+    (a parsed endpoints.json)."""
+    localstack_url = running["localstack"]["url"]
+    deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
+    _chalice(running, project, "deploy", "--stage", stage)
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    api_stage = config["stages"][stage].get("api_gateway_stage", "api")
+    return parse_deployed(json.loads(deployed_record.read_text()), localstack_url, stage, api_stage)
+
+
+def delete_stage(running: dict[str, Any], project: Path, stage: str) -> None:
+    _chalice(running, project, "delete", "--stage", stage)
+
+
+def _chalice(running: dict[str, Any], project: Path, *args: str) -> None:
+    chalice = Path(sys.executable).parent / "chalice"
+    env = chalice_environment(running["localstack"]["url"], running["region"])
+    subprocess.run([str(chalice), *args], cwd=project, env=env, check=True)
+
+
 def deploy(cfg: Settings, project: Path = PROJECT_ROOT, stage: str = STAGE) -> Deployed:
+    """Deploy the app and record its API in endpoints.json for scripts and tests."""
     running = endpoints.load(cfg.endpoints_file)
     if "localstack" not in running:
         raise DeployError(
             f"the local cloud is not up ({cfg.endpoints_file} missing): run scripts/localcloud up"
         )
-    localstack_url = running["localstack"]["url"]
     deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
     if "api" not in running and deployed_record.exists():
         # LocalStack keeps no state across restarts: what Chalice recorded is gone.
         logger.info("forgetting %s: it describes an earlier LocalStack", deployed_record)
         deployed_record.unlink()
-    chalice = Path(sys.executable).parent / "chalice"
-    subprocess.run(
-        [str(chalice), "deploy", "--stage", stage],
-        cwd=project,
-        env=chalice_environment(localstack_url, running["region"]),
-        check=True,
-    )
-    config = json.loads((project / ".chalice" / "config.json").read_text())
-    api_stage = config["stages"][stage].get("api_gateway_stage", "api")
-    result = parse_deployed(
-        json.loads(deployed_record.read_text()), localstack_url, stage, api_stage
-    )
+    result = deploy_stage(running, project, stage)
     endpoints.update(
         cfg.endpoints_file,
         {

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from localcloud.postgres import Credentials
 from localcloud.settings import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, SECRET_NAME, Settings
@@ -22,6 +24,20 @@ def client(cfg: Settings, service: str) -> Any:
         region_name=cfg.region,
         aws_access_key_id=AWS_ACCESS_KEY_ID,
         aws_secret_access_key=AWS_SECRET_ACCESS_KEY,
+    )
+
+
+def client_for_running(
+    running: Mapping[str, Any], service: str, config: Config | None = None
+) -> Any:
+    """A boto3 client for the local cloud described by a parsed endpoints.json."""
+    return boto3.client(
+        service,
+        endpoint_url=running["localstack"]["url"],
+        region_name=running["region"],
+        aws_access_key_id=AWS_ACCESS_KEY_ID,
+        aws_secret_access_key=AWS_SECRET_ACCESS_KEY,
+        config=config,
     )
 
 

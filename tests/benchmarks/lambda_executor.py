@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
+
+from localcloud.aws import client_for_running
 
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINTS = Path(os.environ.get("LOCALCLOUD_STATE_DIR", REPO / ".localcloud")) / "endpoints.json"
@@ -100,13 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     endpoints = json.loads(ENDPOINTS.read_text())
-    client = boto3.client(
+    client = client_for_running(
+        endpoints,
         "lambda",
-        endpoint_url=endpoints["localstack"]["url"],
-        region_name=endpoints["region"],
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(max_pool_connections=args.threads * 2, retries={"max_attempts": 0}),
+        Config(max_pool_connections=args.threads * 2, retries={"max_attempts": 0}),
     )
     runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
     created: list[str] = []

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from botocore.config import Config
+
+from localcloud.aws import client_for_running
 
 HERE = Path(__file__).resolve().parent
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
@@ -62,14 +63,8 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20, interval: float 
 @pytest.fixture(scope="module")
 def aws(local_cloud: dict[str, Any]) -> Callable[[str], Any]:
     def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=local_cloud["localstack"]["url"],
-            region_name=local_cloud["region"],
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(max_pool_connections=32, read_timeout=120, retries={"max_attempts": 0}),
-        )
+        config = Config(max_pool_connections=32, read_timeout=120, retries={"max_attempts": 0})
+        return client_for_running(local_cloud, service, config)
 
     return client
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 
 from localcloud import endpoints, procs
+from localcloud.aws import client_for_running
 from localcloud.settings import PROJECT_ROOT, Settings
 
 SCRIPT = PROJECT_ROOT / "scripts" / "localcloud"
@@ -72,13 +72,7 @@ def instance(localcloud_settings: Settings) -> Iterator[Instance]:
 def test_postgres_is_reachable_with_the_credentials_in_the_secret(
     local_cloud: dict[str, Any],
 ) -> None:
-    secrets = boto3.client(
-        "secretsmanager",
-        endpoint_url=local_cloud["localstack"]["url"],
-        region_name=local_cloud["region"],
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    secrets = client_for_running(local_cloud, "secretsmanager")
     response = secrets.get_secret_value(SecretId=local_cloud["postgres"]["secret_name"])
     secret = json.loads(response["SecretString"])
     assert response["ARN"] == local_cloud["postgres"]["secret_arn"]
