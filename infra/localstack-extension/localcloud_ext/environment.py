@@ -138,37 +138,42 @@ class _OutputCapture:
 
     def __init__(self, fd: int, keep: _BoundedLog) -> None:
         self._fd = fd
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fd (reads, close) and the buffer
+        self._closed = False
         self._pending = bytearray()
         self._keep = keep
         os.set_blocking(fd, False)
         self._thread = threading.Thread(target=self._run, name="lambda-output", daemon=True)
         self._thread.start()
 
-    def _read_available(self) -> bool:
-        """Read what the pipe holds now; False at end of file. Call with the lock held."""
-        while True:
+    def _drain(self) -> None:
+        """Read what the pipe holds now; close it at end of file. Call with the lock held.
+
+        Never touches a closed fd: its number may already belong to another file.
+        """
+        while not self._closed:
             try:
                 chunk = os.read(self._fd, 65536)
             except BlockingIOError:
-                return True
+                return
             except OSError:
-                return False
+                chunk = b""
             if not chunk:
-                return False
+                os.close(self._fd)
+                self._closed = True
+                return
             self._pending += chunk
 
     def _run(self) -> None:
-        open_ = True
-        while open_:
-            try:
-                readable, _, _ = select.select([self._fd], [], [], 1.0)
-            except (OSError, ValueError):
-                return
-            if readable:
-                with self._lock:
-                    open_ = self._read_available()
-        os.close(self._fd)
+        # poll, not select: LocalStack may hold more than FD_SETSIZE (1024) descriptors.
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        while True:
+            poller.poll(1000)
+            with self._lock:
+                self._drain()
+                if self._closed:
+                    return
 
     def take(self) -> str:
         """Everything written so far and not yet taken.
@@ -177,11 +182,8 @@ class _OutputCapture:
         after the result arrived, catches all of one invocation's output.
         """
         with self._lock:
-            if not self._thread.is_alive():
-                data = bytes(self._pending)
-            else:
-                self._read_available()
-                data = bytes(self._pending)
+            self._drain()
+            data = bytes(self._pending)
             self._pending.clear()
         text = data.decode(errors="replace")
         if text:
