@@ -38,7 +38,8 @@ def handler(event, context):
         raise RuntimeError("requested failure")
     time.sleep(event.get("sleep", 0))
     return {"pid": os.getpid(), "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
-            "request_id": context.aws_request_id}
+            "request_id": context.aws_request_id,
+            "env": {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LAMBDA_", "_"))}}
 """
 
 
@@ -120,6 +121,26 @@ def test_created_function_runs_and_sees_the_local_cloud_endpoint(
     assert error is None
     assert result["endpoint"] == local_cloud["localstack"]["url"]
     assert lambda_client.get_function_configuration(FunctionName=name)["State"] == "Active"
+
+
+def test_function_sees_lambdas_standard_environment(
+    lambda_client: Any, create_function: Callable[..., str], local_cloud: dict[str, Any]
+) -> None:
+    name = create_function(MemorySize=256, Timeout=7)
+
+    env = invoke(lambda_client, name)[0]["env"]
+
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == name
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == local_cloud["region"]
+    assert env["_HANDLER"] == "handler.handler"
+    assert Path(env["LAMBDA_TASK_ROOT"], "handler.py").is_file()
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == f"/aws/lambda/{name}"
+    assert env["AWS_LAMBDA_LOG_STREAM_NAME"].endswith(tuple("0123456789abcdef"))
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"] and env["AWS_SESSION_TOKEN"]
+    assert env["AWS_EXECUTION_ENV"].startswith("AWS_Lambda_python3.")
+    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
 
 
 def test_unhandled_exception_is_a_function_error(
