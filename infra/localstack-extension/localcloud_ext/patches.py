@@ -7,6 +7,7 @@ start-up rather than silently later. LocalStack is pinned (infra/localstack-cons
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from typing import Any
@@ -49,3 +50,21 @@ def tolerate_deleting_failed_functions() -> None:
             "version %s has no running manager (its creation failed): nothing to stop",
             qualified_arn,
         )
+
+
+@hooks.on_infra_start()
+def wake_the_server_loop_on_shutdown() -> None:
+    """LocalStack's hypercorn server stops its asyncio loop with `loop.stop()` from the shutdown
+    thread. That call is not thread-safe: it only sets a flag, so a loop idle in epoll sleeps on
+    and SIGTERM leaves LocalStack running (seen in 1 of 2 stops right after start). Schedule the
+    stop on the loop itself as well, which wakes it."""
+    from localstack.runtime.server.hypercorn import HypercornRuntimeServer
+    from localstack.utils.patch import patch
+
+    require_parameters(HypercornRuntimeServer.shutdown, ["self"])
+
+    @patch(HypercornRuntimeServer.shutdown)
+    def shutdown(shutdown: Any, self: HypercornRuntimeServer) -> None:
+        shutdown(self)
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing to wake
+            self.loop.call_soon_threadsafe(self.loop.stop)

@@ -1,0 +1,51 @@
+"""The LocalStack internals our extension plugs into or patches are still what it was written
+against. Runs in LocalStack's own interpreter; fails loudly when an upgrade moves them."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+
+from localcloud.settings import Settings
+
+CHECKS = textwrap.dedent(
+    """
+    import inspect
+    from localstack.services.lambda_.invocation.execution_environment import ExecutionEnvironment
+    from localstack.services.lambda_.invocation.runtime_executor import EXECUTOR_PLUGIN_MANAGER
+    from localstack.utils.patch import Patch
+
+    from localcloud_ext import patches
+    from localcloud_ext.executor import ProcessRuntimeExecutor
+
+    # the executor implements every abstract method and is registered under its name
+    assert not ProcessRuntimeExecutor.__abstractmethods__, ProcessRuntimeExecutor.__abstractmethods__
+    assert EXECUTOR_PLUGIN_MANAGER.load("process").load() is ProcessRuntimeExecutor
+
+    # init logs are shipped to the stream LocalStack names the environment's
+    source = inspect.getsource(ExecutionEnvironment.get_log_stream_name)
+    assert "{date.today():%Y/%m/%d}/[{self.function_version.id.qualifier}]{self.id}" in source
+
+    # every patch applies (each checks its seam's signature first)
+    patches.tolerate_deleting_failed_functions()
+    patches.wake_the_server_loop_on_shutdown()
+    patched = {p.name for p in Patch.applied_patches}
+    assert {"stop_version", "shutdown"} <= patched, patched
+    print("seams ok")
+    """
+)
+
+
+def test_localstack_seams_are_where_the_extension_expects_them() -> None:
+    cfg = Settings.from_env()
+    if not cfg.localstack_python.exists():
+        pytest.fail(f"{cfg.localstack_python} missing: run scripts/setup")
+
+    result = subprocess.run(
+        [str(cfg.localstack_python), "-c", CHECKS], capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("seams ok")
