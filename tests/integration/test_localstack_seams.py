@@ -21,7 +21,8 @@ CHECKS = textwrap.dedent(
     from localcloud_ext.executor import ProcessRuntimeExecutor
 
     # the executor implements every abstract method and is registered under its name
-    assert not ProcessRuntimeExecutor.__abstractmethods__, ProcessRuntimeExecutor.__abstractmethods__
+    missing = ProcessRuntimeExecutor.__abstractmethods__
+    assert not missing, missing
     assert EXECUTOR_PLUGIN_MANAGER.load("process").load() is ProcessRuntimeExecutor
 
     # init logs are shipped to the stream LocalStack names the environment's
