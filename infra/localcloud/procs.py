@@ -54,6 +54,12 @@ def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
         return None
 
 
+def is_alive(pid: int, proc: Path = PROC) -> bool:
+    """True while the process exists and is not a zombie."""
+    stat = read_stat(pid, proc)
+    return stat is not None and stat.state not in ("Z", "X")
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
     """A process we started: PID plus its start time, which together never repeat."""

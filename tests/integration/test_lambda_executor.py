@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import pytest
 import requests
 from botocore.config import Config
 
+from localcloud import procs
 from localcloud.aws import client_for_running
 
 HERE = Path(__file__).resolve().parent
@@ -50,15 +50,17 @@ def zip_of(source: str, name: str = "handler.py") -> bytes:
     return buffer.getvalue()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for(condition: Callable[[], Any], timeout: float = 20) -> Any:
+    """Poll `condition` until it returns something truthy; return that."""
+    result: Any = None
+
+    def met() -> bool:
+        nonlocal result
         result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+        return bool(result)
+
+    assert procs.poll(met, timeout, 0.2), f"condition not met within {timeout} s"
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -259,20 +261,11 @@ def test_deleting_a_function_ends_its_processes(lambda_client: Any) -> None:
     )
     lambda_client.get_waiter("function_active_v2").wait(FunctionName=name)
     pid = invoke(lambda_client, name)[0]["pid"]
-    assert running(pid)
+    assert procs.is_alive(pid)
 
     lambda_client.delete_function(FunctionName=name)
 
-    wait_for(lambda: not running(pid))
-
-
-def running(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    assert procs.poll(lambda: not procs.is_alive(pid), 20)
 
 
 def test_chalice_app_deploys_and_answers_on_its_local_url(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from localcloud import procs
 from localcloud_ext import runtimes
-from localcloud_ext.environment import FunctionSpec, InitFailed, ProcessEnvironment
+from localcloud_ext.environment import (
+    EnvironmentStopped,
+    FunctionSpec,
+    InitFailed,
+    ProcessEnvironment,
+)
 from localcloud_ext.pids import process_start_time
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,13 +104,6 @@ def invoke(
 ) -> tuple[dict[str, object], bool, str]:
     outcome = env.invoke(str(uuid.uuid4()), json.dumps(event).encode(), ARN)
     return json.loads(outcome.payload), outcome.is_error, outcome.logs
-
-
-def alive(pid: int) -> bool:
-    return (
-        process_start_time(pid) is not None
-        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
-    )
 
 
 def test_handler_gets_awss_context_and_environment(
@@ -211,7 +211,7 @@ def test_init_error_is_reported_not_hung_on(tmp_path: Path) -> None:
     assert error["errorType"] == "Runtime.ImportModuleError"
     assert "nonexistent_module_xyz" in error["errorMessage"]
     assert "INIT_REPORT Init Duration:" in failure.value.logs
-    assert env.pid is not None and not alive(env.pid)
+    assert env.pid is not None and not procs.is_alive(env.pid)
 
 
 def test_stop_ends_the_whole_process_group_and_its_pid_record(tmp_path: Path) -> None:
@@ -225,11 +225,9 @@ def test_stop_ends_the_whole_process_group_and_its_pid_record(tmp_path: Path) ->
 
     env.stop()
 
-    deadline = time.monotonic() + 5
-    while (alive(pid) or alive(child) or record.exists()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid)
-    assert not alive(child)
+    procs.poll(lambda: not (procs.is_alive(pid) or procs.is_alive(child) or record.exists()), 5)
+    assert not procs.is_alive(pid)
+    assert not procs.is_alive(child)
     assert not record.exists()
 
 
@@ -242,3 +240,27 @@ def test_pid_record_matches_the_running_process(
 
     assert record.read_text().split() == [str(pid), process_start_time(pid)]
     assert os.getpgid(pid) == pid
+
+
+def test_stop_during_a_slow_init_ends_the_start_and_the_process(tmp_path: Path) -> None:
+    env = make_environment(tmp_path, "import time\ntime.sleep(60)\n")
+    outcome: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            env.start()
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    assert procs.poll(lambda: env.pid is not None, 10)
+    pid = env.pid
+    assert pid is not None
+
+    env.stop()
+    starter.join(timeout=10)
+
+    assert not starter.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], EnvironmentStopped)
+    assert procs.poll(lambda: not procs.is_alive(pid), 10)

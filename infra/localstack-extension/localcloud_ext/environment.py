@@ -253,6 +253,8 @@ class ProcessEnvironment:
         """
         incarnation = self._spawn()
         self._current = incarnation
+        if self._stopped.is_set():  # stopped while spawning: stop() saw no process to end
+            incarnation.kill()
         self._await_ready(incarnation)
 
     def stop(self) -> None:
@@ -425,8 +427,11 @@ class ProcessEnvironment:
 
     def _await_ready(self, incarnation: _Incarnation) -> None:
         while True:
-            event = incarnation.api.next_event(timeout=None)
-            assert event is not None
+            event = incarnation.api.next_event(timeout=1.0)
+            if event is None:
+                if self._stopped.is_set():
+                    raise EnvironmentStopped(f"environment {self.spec.environment_id} stopped")
+                continue
             if event.kind is EventKind.READY:
                 incarnation.init_duration_ms = (self._clock() - incarnation.started) * 1000
                 return
