@@ -251,11 +251,7 @@ class ProcessEnvironment:
         Raises InitFailed when the handler cannot be loaded (the process is gone then), and
         EnvironmentStopped when `stop` is called meanwhile.
         """
-        incarnation = self._spawn()
-        self._current = incarnation
-        if self._stopped.is_set():  # stopped while spawning: stop() saw no process to end
-            incarnation.kill()
-        self._await_ready(incarnation)
+        self._start_incarnation()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -289,9 +285,7 @@ class ProcessEnvironment:
             if incarnation is None or not incarnation.usable:
                 # The last process timed out or crashed: re-initialise, as Lambda does.
                 try:
-                    incarnation = self._spawn()
-                    self._current = incarnation
-                    self._await_ready(incarnation)
+                    incarnation = self._start_incarnation()
                 except InitFailed as failure:
                     return InvokeOutcome(request_id, failure.payload, True, failure.logs)
             return self._invoke(
@@ -376,6 +370,15 @@ class ProcessEnvironment:
             LOG.debug("ignoring runtime event %s during invocation %s", event, request_id)
 
     # --- process management ----------------------------------------------------------------
+
+    def _start_incarnation(self) -> _Incarnation:
+        """A new function process, initialised and ready for its first invocation."""
+        incarnation = self._spawn()
+        self._current = incarnation
+        if self._stopped.is_set():  # stopped while spawning: stop() saw no process to end
+            incarnation.kill()
+        self._await_ready(incarnation)
+        return incarnation
 
     def _spawn(self) -> _Incarnation:
         spec = self.spec
