@@ -100,7 +100,7 @@ def cmd_logs(cfg: Settings, which: str, follow: bool, lines: int) -> int:
         return 1
     if follow:
         os.execvp("tail", ["tail", "-n", str(lines), "-F", str(path)])
-    print(localstack.log_tail(path, lines).replace("\n    ", "\n").removeprefix("    "), end="")
+    print(localstack.log_tail(path, lines, indent=""), end="")
     return 0
 
 

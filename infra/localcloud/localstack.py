@@ -133,12 +133,12 @@ class LocalStackError(RuntimeError):
         super().__init__(f"{message}; log: {cfg.localstack_log}\n{log_tail(cfg.localstack_log)}")
 
 
-def log_tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path, lines: int = 30, indent: str = "    ") -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    return "".join("    " + line for line in text.splitlines(keepends=True)[-lines:])
+    return "".join(indent + line for line in text.splitlines(keepends=True)[-lines:])
 
 
 def wait_healthy(

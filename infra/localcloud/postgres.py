@@ -343,7 +343,7 @@ def _live_postgres(pidfile: Path) -> procs.ProcessRecord | None:
     except (OSError, ValueError, IndexError):
         return None
     stat_ = procs.read_stat(pid)
-    if stat_ is None or stat_.state in ("Z", "X") or stat_.comm not in ("postgres", "postmaster"):
+    if stat_ is None or procs.exited(stat_) or stat_.comm not in ("postgres", "postmaster"):
         return None
     return procs.ProcessRecord(pid, stat_.starttime)
 

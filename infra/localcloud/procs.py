@@ -54,10 +54,15 @@ def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
         return None
 
 
+def exited(stat: ProcStat) -> bool:
+    """A zombie or dead entry: the process has ended, only its table entry is left."""
+    return stat.state in ("Z", "X")
+
+
 def is_alive(pid: int, proc: Path = PROC) -> bool:
     """True while the process exists and is not a zombie."""
     stat = read_stat(pid, proc)
-    return stat is not None and stat.state not in ("Z", "X")
+    return stat is not None and not exited(stat)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class ProcessRecord:
     def stat(self, proc: Path = PROC) -> ProcStat | None:
         """The live process, or None when this PID is gone, a zombie, or a different process."""
         stat = read_stat(self.pid, proc)
-        if stat is None or stat.starttime != self.starttime or stat.state in ("Z", "X"):
+        if stat is None or exited(stat) or stat.starttime != self.starttime:
             return None
         return stat
 
@@ -139,7 +144,7 @@ def group_members(pgid: int, proc: Path = PROC) -> list[int]:
     for entry in proc.iterdir():
         if entry.name.isdigit():
             stat = read_stat(int(entry.name), proc)
-            if stat is not None and stat.pgid == pgid and stat.state not in ("Z", "X"):
+            if stat is not None and stat.pgid == pgid and not exited(stat):
                 members.append(stat.pid)
     return members
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from botocore.config import Config
 
+from deployment.demo import percentile
 from localcloud.aws import client_for_running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,11 +37,6 @@ HANDLER = textwrap.dedent(
         return {"ok": True}
     """
 )
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def latencies_ms(call: Callable[[], Any], count: int) -> list[float]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from deployment import chalice_stage, demo
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+
 from deployment import chalice_stage, demo
 
 FUNCTION = "serverless-scaling-local"
