@@ -1,24 +1,160 @@
-"""serverless-scaling's API. Routes only: logic lives in chalicelib/.
+"""serverless-scaling's API and its SQS worker. Routes only: parse, call chalicelib, map the
+app's errors to HTTP statuses. Logic, adapters and settings live in chalicelib/."""
 
-The task API (POST /tasks -> SQS -> workers -> PostgreSQL) arrives with its own issue; until then
-the app answers health checks and says which execution environment served a request, which is
-what the demo uses to show Lambda scaling out.
-"""
+from __future__ import annotations
 
-from chalice import Chalice
+import functools
+import uuid
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
-from chalicelib import runtime_info
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from chalice import (
+    BadRequestError,
+    Chalice,
+    ChaliceViewError,
+    ConflictError,
+    NotFoundError,
+    Response,
+)
+from chalice.app import Request, SQSEvent
+
+from chalicelib import runtime_info, urls, validation
+from chalicelib.errors import (
+    DependencyUnavailable,
+    IdempotencyConflict,
+    InvalidRequest,
+    RequestTooLarge,
+    TaskNotFound,
+)
+from chalicelib.service import Submission
+from chalicelib.settings import WorkerTrigger
+from chalicelib.wiring import Dependencies
 
 app = Chalice(app_name="serverless-scaling")
+log = Logger()  # structured JSON logs; service name from POWERTOOLS_SERVICE_NAME
+copy_config_to_registered_loggers(source_logger=log, include={"chalicelib"})
+deps = Dependencies(log)
+trigger = WorkerTrigger.from_env()  # at import: `chalice deploy` reads the trigger from it
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class PayloadTooLargeError(ChaliceViewError):
+    STATUS_CODE = 413
+
+
+class ServiceUnavailableError(ChaliceViewError):
+    STATUS_CODE = 503
+
+
+def http_errors(view: Callable[P, R]) -> Callable[P, R]:
+    """Map the app's errors to statuses; a client's mistake is never a 500."""
+
+    @functools.wraps(view)
+    def mapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return view(*args, **kwargs)
+        except InvalidRequest as e:
+            raise BadRequestError(str(e)) from e
+        except RequestTooLarge as e:
+            raise PayloadTooLargeError(str(e)) from e
+        except TaskNotFound as e:
+            raise NotFoundError(str(e)) from e
+        except IdempotencyConflict as e:
+            raise ConflictError(str(e)) from e
+        except DependencyUnavailable as e:
+            log.warning("dependency unavailable: %s", e)
+            raise ServiceUnavailableError(f"{e}; nothing was changed, retry later") from e
+
+    return mapped
+
+
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None, "only called while Chalice serves a request"
+    return request
+
+
+def _correlation_id() -> str:
+    """API Gateway's request id: it travels with the task into the worker's logs and the row."""
+    request_id = str(_request().context.get("requestId") or uuid.uuid4())
+    log.set_correlation_id(request_id)
+    return request_id
+
+
+def _submission_json(submission: Submission, root: str) -> dict[str, Any]:
+    task = submission.task
+    return {
+        "id": str(task.id),
+        "outcome": submission.outcome,
+        "status": task.status,
+        "status_url": f"{root}tasks/{task.id}",
+    }
+
+
+def _api_root() -> str:
+    request = _request()
+    return urls.api_root(request.context, request.headers)
+
+
+@app.route("/tasks", methods=["POST"])
+@http_errors
+def submit_task() -> Response:
+    request = validation.parse_task(_request().raw_body)
+    submission = deps.service.submit_one(request, _correlation_id())
+    body = _submission_json(submission, _api_root())
+    return Response(body=body, status_code=202, headers={"Location": body["status_url"]})
+
+
+@app.route("/tasks/batch", methods=["POST"])
+@http_errors
+def submit_batch() -> Response:
+    requests = validation.parse_batch(_request().raw_body)
+    submissions = deps.service.submit(requests, _correlation_id())
+    if not any(s.accepted for s in submissions) and all(
+        s.outcome == "rejected" for s in submissions
+    ):
+        raise DependencyUnavailable("SQS did not accept the tasks; nothing was kept, retry")
+    root = _api_root()
+    results = [_submission_json(s, root) for s in submissions]
+    return Response(
+        body={"accepted": sum(s.accepted for s in submissions), "results": results},
+        status_code=202,
+    )
+
+
+@app.route("/tasks/{task_id}")
+@http_errors
+def get_task(task_id: str) -> dict[str, Any]:
+    try:
+        parsed = uuid.UUID(task_id)
+    except ValueError:
+        raise InvalidRequest("task_id", f"{task_id!r} is not a task id (a UUID)") from None
+    return deps.service.get(parsed).to_json()
+
+
+@app.route("/status")
+@http_errors
+def status() -> dict[str, Any]:
+    return deps.service.status()
 
 
 @app.route("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health() -> Response:
+    checks = deps.service.health()
+    healthy = all(state == "ok" for state in checks.values())
+    return Response(
+        body={"status": "ok" if healthy else "unavailable", "checks": checks},
+        status_code=200 if healthy else 503,
+    )
 
 
 @app.route("/whoami")
 def whoami() -> dict[str, str]:
+    """Which execution environment answered: the no-op route benchmarks compare against."""
     return runtime_info.describe_environment()
 
 
@@ -26,3 +162,14 @@ def whoami() -> dict[str, str]:
 def whoami_function(event: dict[str, object], context: object) -> dict[str, str]:
     """The same answer as GET /whoami, for a direct `lambda invoke`."""
     return runtime_info.describe_environment()
+
+
+@app.on_sqs_message(
+    queue=trigger.queue_name,
+    batch_size=trigger.batch_size,
+    maximum_batching_window_in_seconds=trigger.batching_window_seconds,
+    maximum_concurrency=trigger.max_concurrency,
+    name="worker",
+)
+def worker(event: SQSEvent) -> dict[str, Any]:
+    return deps.worker.handle(event.to_dict(), event.context)

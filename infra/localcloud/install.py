@@ -160,7 +160,13 @@ def plan(cfg: Settings, env: dict[str, str]) -> tuple[list[VenvSpec], list[str]]
         )
         tools_steps.append([PGSERVER_REQUIREMENT])
     specs = [
-        VenvSpec("tools", root / ".venv", tools_python, tools_steps, [settings.REQUIREMENTS_DEV])
+        VenvSpec(
+            "tools",
+            root / ".venv",
+            tools_python,
+            tools_steps,
+            [settings.REQUIREMENTS_DEV, settings.REQUIREMENTS_INCLUDED],
+        )
     ]
 
     try:

@@ -40,6 +40,8 @@ AWS_SECRET_ACCESS_KEY = "test"
 
 # Requirement files that define the venvs built by scripts/setup.
 REQUIREMENTS_DEV = PROJECT_ROOT / "requirements-dev.txt"
+# included by requirements-dev.txt (-r), so a change to it must rebuild the tools venv too
+REQUIREMENTS_INCLUDED = PROJECT_ROOT / "requirements.txt"
 LOCALSTACK_CONSTRAINTS = PROJECT_ROOT / "infra" / "localstack-constraints.txt"
 LAMBDA_RUNTIME_REQUIREMENTS = PROJECT_ROOT / "infra" / "lambda-runtime-requirements.txt"
 EXTENSION_DIR = PROJECT_ROOT / "infra" / "localstack-extension"

@@ -1,0 +1,225 @@
+"""The task store on PostgreSQL (RDS on AWS), through psycopg 3.
+
+One connection per execution environment, opened on first use and reused across invocations;
+a connection that broke (database restart, idle timeout) is replaced once per call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from chalicelib.errors import DependencyUnavailable
+from chalicelib.model import Admission, NewTask, Task, TaskMessage
+from chalicelib.ports import TaskStore
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Connection = psycopg.Connection[dict[str, Any]]
+CONNECT_TIMEOUT_SECONDS = 5
+
+TASK_COLUMNS = (
+    "id, type, payload, status, attempts, idempotency_key, correlation_id, accepted_at, "
+    "started_at, finished_at, worker_request_id, result, error"
+)
+
+
+def conninfo_from_secret(secret: Mapping[str, Any]) -> str:
+    """A psycopg conninfo from an RDS-shaped secret (host, port, dbname, username, password)."""
+    return make_conninfo(
+        host=secret["host"],
+        port=str(secret["port"]),
+        dbname=secret["dbname"],
+        user=secret["username"],
+        password=secret["password"],
+        connect_timeout=str(CONNECT_TIMEOUT_SECONDS),
+        application_name="serverless-scaling",
+    )
+
+
+def read_secret(secretsmanager: Any, secret_id: str) -> dict[str, Any]:
+    secret: dict[str, Any] = json.loads(
+        secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
+    )
+    return secret
+
+
+def _task(row: Mapping[str, Any]) -> Task:
+    return Task(**row)
+
+
+class PostgresTaskStore(TaskStore):
+    def __init__(self, conninfo: Callable[[], str]) -> None:
+        """`conninfo` is called when a connection is (re)opened, so the secret is read lazily."""
+        self._conninfo = conninfo
+        self._connection: Connection | None = None
+
+    def _connect(self) -> Connection:
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(
+                self._conninfo(), autocommit=True, row_factory=dict_row
+            )
+        return self._connection
+
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on the connection; a broken connection is replaced and `work` retried
+        once (each `work` is one statement or one transaction, so a retry cannot half-apply)."""
+        for attempt in (1, 2):
+            try:
+                return work(self._connect())
+            except psycopg.OperationalError as e:
+                broken = self._connection is not None and self._connection.broken
+                if self._connection is not None:
+                    self._connection.close()
+                self._connection = None
+                if attempt == 2 or not broken:
+                    raise DependencyUnavailable(f"PostgreSQL: {e}") from e
+                logger.warning("PostgreSQL connection broke (%s); reconnecting", e)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # --- the API's side
+    def admit(self, tasks: Sequence[NewTask]) -> list[Admission]:
+        def work(conn: Connection) -> list[Admission]:
+            with conn.transaction():
+                created = {
+                    row["id"]
+                    for row in conn.execute(
+                        """
+                        INSERT INTO tasks (id, type, payload, status, attempts, idempotency_key,
+                                           correlation_id, accepted_at)
+                        SELECT id, type, payload, 'queued', 0, key, correlation_id, accepted_at
+                        FROM unnest(%s::uuid[], %s::text[], %s::text[]::jsonb[], %s::text[],
+                                    %s::text[], %s::timestamptz[])
+                             AS t(id, type, payload, key, correlation_id, accepted_at)
+                        ON CONFLICT (idempotency_key) DO NOTHING
+                        RETURNING id
+                        """,
+                        (
+                            [t.id for t in tasks],
+                            [t.type for t in tasks],
+                            [json.dumps(t.payload) for t in tasks],
+                            [t.idempotency_key for t in tasks],
+                            [t.correlation_id for t in tasks],
+                            [t.accepted_at for t in tasks],
+                        ),
+                    ).fetchall()
+                }
+                earlier_keys = [
+                    t.idempotency_key
+                    for t in tasks
+                    if t.id not in created and t.idempotency_key is not None
+                ]
+                earlier = {
+                    row["idempotency_key"]: _task(row)
+                    for row in conn.execute(
+                        f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ANY(%s)",
+                        (earlier_keys,),
+                    ).fetchall()
+                }
+            admissions = []
+            for t in tasks:
+                if t.id in created:
+                    admissions.append(Admission(t.queued(), created=True))
+                else:
+                    assert t.idempotency_key is not None  # only a key can conflict
+                    admissions.append(Admission(earlier[t.idempotency_key], created=False))
+            return admissions
+
+        return self._run(work)
+
+    def withdraw(self, task_ids: Sequence[uuid.UUID]) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "DELETE FROM tasks WHERE id = ANY(%s) AND status = 'queued'", (list(task_ids),)
+            )
+        )
+
+    def get(self, task_id: uuid.UUID) -> Task | None:
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s", (task_id,)
+            ).fetchone()
+        )
+        return None if row is None else _task(row)
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT status, count(*) AS n FROM tasks GROUP BY status"
+            ).fetchall()
+        )
+        return {row["status"]: row["n"] for row in rows}
+
+    def finished_since(self, seconds: float) -> int:
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT count(*) AS n FROM tasks "
+                "WHERE finished_at > clock_timestamp() - make_interval(secs => %s)",
+                (seconds,),
+            ).fetchone()
+        )
+        assert row is not None
+        return int(row["n"])
+
+    def check(self) -> None:
+        self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # --- the worker's side
+    def start_attempt(self, message: TaskMessage, worker_request_id: str) -> bool:
+        row = self._run(
+            lambda conn: conn.execute(
+                """
+                INSERT INTO tasks (id, type, payload, status, attempts, idempotency_key,
+                                   correlation_id, accepted_at, started_at, worker_request_id)
+                VALUES (%s, %s, %s, 'running', 1, %s, %s, %s, clock_timestamp(), %s)
+                ON CONFLICT (id) DO UPDATE
+                    SET status = 'running', attempts = tasks.attempts + 1,
+                        started_at = clock_timestamp(),
+                        worker_request_id = EXCLUDED.worker_request_id
+                    WHERE tasks.status NOT IN ('done', 'failed')
+                RETURNING id
+                """,
+                (
+                    message.task_id,
+                    message.type,
+                    Jsonb(message.payload),
+                    message.idempotency_key,
+                    message.correlation_id,
+                    message.accepted_at,
+                    worker_request_id,
+                ),
+            ).fetchone()
+        )
+        return row is not None
+
+    def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "UPDATE tasks SET status = 'done', finished_at = clock_timestamp(), "
+                "result = %s, error = NULL WHERE id = %s AND status = 'running'",
+                (Jsonb(result), task_id),
+            )
+        )
+
+    def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "UPDATE tasks SET status = %s, error = %s, "
+                "finished_at = CASE WHEN %s THEN clock_timestamp() END "
+                "WHERE id = %s AND status = 'running'",
+                ("failed" if final else "retrying", error, final, task_id),
+            )
+        )

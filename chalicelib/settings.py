@@ -1,0 +1,91 @@
+"""Every setting the functions read, in one place. Required variables fail fast with a message
+naming the variable: the deploy (infra/deployment) sets them from the stack's outputs, so a
+missing one means a missing deploy step, never something to paper over with a default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chalicelib.errors import SettingMissing
+
+# Written by the deploy from the CloudFormation stack's outputs.
+TASK_QUEUE_NAME = "TASK_QUEUE_NAME"
+TASK_QUEUE_URL = "TASK_QUEUE_URL"
+DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
+TASK_MAX_RECEIVES = "TASK_MAX_RECEIVES"
+DATABASE_SECRET_ID = "DATABASE_SECRET_ID"
+# Set in .chalice/config.json per stage: how the SQS trigger batches and scales.
+WORKER_BATCH_SIZE = "WORKER_BATCH_SIZE"
+WORKER_BATCHING_WINDOW_SECONDS = "WORKER_BATCHING_WINDOW_SECONDS"
+WORKER_MAX_CONCURRENCY = "WORKER_MAX_CONCURRENCY"
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise SettingMissing(
+            f"environment variable {name} is not set: deploy with scripts/deploy, which sets it "
+            "in .chalice/config.json from the infrastructure stack's outputs"
+        )
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
+    raw = _required(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingMissing(f"{name}={raw!r}: must be an integer") from None
+    if not low <= value <= high:
+        raise SettingMissing(f"{name}={value}: must be between {low} and {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the API and the worker need at run time."""
+
+    task_queue_url: str
+    dead_letter_queue_url: str
+    database_secret_id: str
+    max_receives: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            task_queue_url=_required(env, TASK_QUEUE_URL),
+            dead_letter_queue_url=_required(env, DEAD_LETTER_QUEUE_URL),
+            database_secret_id=_required(env, DATABASE_SECRET_ID),
+            max_receives=_int(env, TASK_MAX_RECEIVES, 1, 1000),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerTrigger:
+    """The SQS trigger's settings, read when app.py is imported: by `chalice deploy` (which sets
+    the stage's environment variables first) and again, harmlessly, in each function."""
+
+    queue_name: str
+    batch_size: int
+    batching_window_seconds: int
+    max_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerTrigger:
+        env = os.environ if env is None else env
+        trigger = cls(
+            queue_name=_required(env, TASK_QUEUE_NAME),
+            batch_size=_int(env, WORKER_BATCH_SIZE, 1, 10_000),
+            batching_window_seconds=_int(env, WORKER_BATCHING_WINDOW_SECONDS, 0, 300),
+            max_concurrency=_int(env, WORKER_MAX_CONCURRENCY, 2, 1000),
+        )
+        if trigger.batch_size > 10 and trigger.batching_window_seconds < 1:
+            # SQS's own rule, checked here so the deploy stops before creating anything.
+            raise SettingMissing(
+                f"{WORKER_BATCH_SIZE}={trigger.batch_size} needs "
+                f"{WORKER_BATCHING_WINDOW_SECONDS} >= 1 (batches over 10 need a batching window)"
+            )
+        return trigger

@@ -1,0 +1,91 @@
+"""The SQS worker: one function per record, and a partial batch response, so only the records
+that failed go back to the queue (the deploy turns on ReportBatchItemFailures).
+
+Delivery is at least once; the effect is exactly once: every write is conditional on the row's
+status (ports.TaskStore), so a redelivered message finds its task done and does nothing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chalicelib.errors import MalformedMessage, TaskFailed
+from chalicelib.model import TaskMessage
+from chalicelib.ports import TaskStore
+from chalicelib.sqs_queue import CORRELATION_ATTRIBUTE
+from chalicelib.task_types import TaskRunner
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self, store: TaskStore, runner: TaskRunner, max_receives: int, log: Logger
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._max_receives = max_receives
+        self._log = log
+        # raise_on_entire_batch_failure=False: when every record fails, answer with all of
+        # them as failures (the same outcome for SQS) instead of raising.
+        self._processor = BatchProcessor(
+            event_type=EventType.SQS, raise_on_entire_batch_failure=False
+        )
+
+    def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The Lambda handler's body: {"batchItemFailures": [{"itemIdentifier": id}, ...]}."""
+        response = process_partial_response(
+            event=event,
+            record_handler=self.process_record,
+            processor=self._processor,
+            context=context,
+        )
+        return dict(response)
+
+    def process_record(self, record: SQSRecord, lambda_context: LambdaContext) -> None:
+        """Raise to send this record back to the queue; return to have it deleted."""
+        attribute = record.message_attributes.get(CORRELATION_ATTRIBUTE)
+        correlation_id = attribute.string_value if attribute else None
+        receive_count = int(record.attributes.approximate_receive_count)
+        keys = {"correlation_id": correlation_id, "message_id": record.message_id}
+        self._log.append_keys(**keys)
+        try:
+            message = TaskMessage.parse(record.body, correlation_id)
+            self._log.append_keys(task_id=str(message.task_id), task_type=message.type)
+            self._run(message, receive_count, lambda_context.aws_request_id)
+        except MalformedMessage:
+            logger.exception(
+                "not a task message; after %d receives it goes to the DLQ", self._max_receives
+            )
+            raise
+        finally:
+            self._log.remove_keys([*keys, "task_id", "task_type"])
+
+    def _run(self, message: TaskMessage, receive_count: int, request_id: str) -> None:
+        if not self._store.start_attempt(message, request_id):
+            logger.info("task already finished: a redelivery, nothing to do")
+            return
+        try:
+            result = self._runner.run(message.type, message.payload)
+        except TaskFailed as e:
+            final = receive_count >= self._max_receives
+            self._store.record_failure(message.task_id, str(e), final)
+            logger.warning(
+                "task failed on receive %d of %d%s: %s",
+                receive_count,
+                self._max_receives,
+                "; it goes to the dead-letter queue" if final else "; SQS will retry it",
+                e,
+            )
+            raise
+        self._store.finish(message.task_id, result)
+        logger.info("task done")
