@@ -53,8 +53,8 @@ class Worker:
 
     def process_record(self, record: SQSRecord, lambda_context: LambdaContext) -> None:
         """Raise to send this record back to the queue; return to have it deleted."""
-        attribute = record.message_attributes.get(CORRELATION_ATTRIBUTE)
-        correlation_id = attribute.string_value if attribute else None
+        attributes = record.raw_event.get("messageAttributes") or {}
+        correlation_id = (attributes.get(CORRELATION_ATTRIBUTE) or {}).get("stringValue")
         receive_count = int(record.attributes.approximate_receive_count)
         keys = {"correlation_id": correlation_id, "message_id": record.message_id}
         self._log.append_keys(**keys)

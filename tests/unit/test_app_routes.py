@@ -1,31 +1,234 @@
-"""The app's routes, through Chalice's test client (no network)."""
+"""The app's routes and its SQS worker through Chalice's test client, on in-memory adapters:
+what a client sees, and that a rejected request enqueues and stores nothing."""
 
+from __future__ import annotations
+
+import importlib
 import json
+import uuid
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
 
+import pytest
 from chalice.test import Client
 
-from app import app
+from chalicelib.service import TaskService
+from chalicelib.task_types import TaskRunner
+from chalicelib.validation import MAX_BATCH_BYTES, MAX_TASK_BYTES
+from chalicelib.wiring import Dependencies
+from chalicelib.worker import Worker
+from tests.fakes import InMemoryTaskQueue, InMemoryTaskStore
+from tests.unit.test_app_settings import TRIGGER
+from tests.unit.test_worker import event
+
+JSON = {"Content-Type": "application/json"}
 
 
-def test_health_answers_ok() -> None:
-    with Client(app) as client:
-        response = client.http.get("/health")
+@pytest.fixture(scope="module")
+def app_module() -> ModuleType:
+    """app.py reads the SQS trigger's settings when imported, as `chalice deploy` does."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in TRIGGER.items():
+            env.setenv(name, value)
+        return importlib.import_module("app")
+
+
+@pytest.fixture
+def queue() -> InMemoryTaskQueue:
+    return InMemoryTaskQueue()
+
+
+@pytest.fixture
+def store() -> InMemoryTaskStore:
+    return InMemoryTaskStore()
+
+
+@pytest.fixture
+def client(
+    app_module: ModuleType,
+    queue: InMemoryTaskQueue,
+    store: InMemoryTaskStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Client]:
+    deps = Dependencies(app_module.log)
+    deps.service = TaskService(queue, store)
+    deps.worker = Worker(store, TaskRunner(sleep=lambda s: None), 5, app_module.log)
+    monkeypatch.setattr(app_module, "deps", deps)
+    with Client(app_module.app) as test_client:
+        yield test_client
+
+
+def post(client: Client, path: str, body: Any) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.http.post(path, headers=JSON, body=raw)
+
+
+def test_a_task_is_accepted_with_its_id_and_status_url(
+    client: Client, queue: InMemoryTaskQueue
+) -> None:
+    response = post(client, "/tasks", {"type": "sleep", "payload": {"ms": 5}})
+
+    assert response.status_code == 202
+    body = json.loads(response.body)
+    assert body["outcome"] == "accepted" and body["status"] == "queued"
+    assert body["status_url"].endswith(f"/tasks/{body['id']}")
+    assert response.headers["Location"] == body["status_url"]
+    assert [str(m.task_id) for m in queue.sent] == [body["id"]]
+
+
+def test_the_status_url_answers_with_the_task(client: Client) -> None:
+    task_id = json.loads(post(client, "/tasks", {"type": "echo"}).body)["id"]
+
+    response = client.http.get(f"/tasks/{task_id}")
 
     assert response.status_code == 200
-    assert json.loads(response.body) == {"status": "ok"}
+    body = json.loads(response.body)
+    assert (body["id"], body["status"], body["type"]) == (task_id, "queued", "echo")
 
 
-def test_whoami_names_the_execution_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_idempotency_key_returns_the_same_task(
+    client: Client, queue: InMemoryTaskQueue
+) -> None:
+    task = {"type": "echo", "idempotency_key": "order-17"}
+
+    first = json.loads(post(client, "/tasks", task).body)
+    second = json.loads(post(client, "/tasks", task).body)
+
+    assert second["id"] == first["id"] and second["outcome"] == "duplicate"
+    assert len(queue.sent) == 1
+
+
+def test_a_reused_idempotency_key_for_another_task_is_a_conflict(client: Client) -> None:
+    post(client, "/tasks", {"type": "echo", "idempotency_key": "k"})
+
+    response = post(client, "/tasks", {"type": "fail", "idempotency_key": "k"})
+
+    assert response.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "named"),
+    [
+        ("/tasks", b"{oops", 400, "body: not valid JSON"),
+        ("/tasks", b"", 400, "body: empty"),
+        ("/tasks", {"type": "nope"}, 400, "type: must be one of"),
+        ("/tasks", {"type": "sleep", "payload": {"ms": 99999}}, 400, "payload.ms"),
+        ("/tasks", {"type": "echo", "payload": {"x": "y" * MAX_TASK_BYTES}}, 413, "limit"),
+        ("/tasks/batch", {"tasks": []}, 400, "tasks: must be a list"),
+        (
+            "/tasks/batch",
+            {"tasks": [{"type": "echo"}, {"type": "cpu", "payload": {"rounds": -1}}]},
+            400,
+            "tasks[1].payload.rounds",
+        ),
+        ("/tasks/batch", b"x" * (MAX_BATCH_BYTES + 1), 413, "limit"),
+    ],
+)
+def test_a_bad_request_names_the_problem_and_changes_nothing(
+    client: Client,
+    queue: InMemoryTaskQueue,
+    store: InMemoryTaskStore,
+    path: str,
+    body: Any,
+    status: int,
+    named: str,
+) -> None:
+    response = post(client, path, body)
+
+    assert response.status_code == status
+    assert named in json.loads(response.body)["Message"]
+    assert queue.sent == [] and store.rows == {}
+
+
+def test_a_body_that_is_not_json_is_refused_by_content_type(
+    client: Client, queue: InMemoryTaskQueue
+) -> None:
+    response = client.http.post("/tasks", headers={"Content-Type": "text/plain"}, body=b"hi")
+
+    assert response.status_code == 415
+    assert queue.sent == []
+
+
+def test_a_batch_answers_per_item(client: Client, queue: InMemoryTaskQueue) -> None:
+    tasks = [{"type": "echo", "payload": {"i": i}} for i in range(25)]
+
+    response = post(client, "/tasks/batch", {"tasks": tasks})
+
+    assert response.status_code == 202
+    body = json.loads(response.body)
+    assert body["accepted"] == 25
+    assert [r["outcome"] for r in body["results"]] == ["accepted"] * 25
+    assert [m.payload["i"] for m in queue.sent] == list(range(25))
+
+
+def test_an_unknown_task_is_404_and_a_malformed_id_400(client: Client) -> None:
+    assert client.http.get(f"/tasks/{uuid.uuid4()}").status_code == 404
+    response = client.http.get("/tasks/not-a-uuid")
+    assert response.status_code == 400
+    assert "task_id" in json.loads(response.body)["Message"]
+
+
+def test_a_database_outage_is_503_and_enqueues_nothing(
+    client: Client, queue: InMemoryTaskQueue, store: InMemoryTaskStore
+) -> None:
+    store.down = True
+
+    response = post(client, "/tasks", {"type": "echo"})
+
+    assert response.status_code == 503
+    assert "retry" in json.loads(response.body)["Message"]
+    assert queue.sent == []
+
+
+def test_a_queue_outage_is_503_and_keeps_nothing(
+    client: Client, queue: InMemoryTaskQueue, store: InMemoryTaskStore
+) -> None:
+    queue.down = True
+
+    assert post(client, "/tasks", {"type": "echo"}).status_code == 503
+    assert post(client, "/tasks/batch", {"tasks": [{"type": "echo"}]}).status_code == 503
+    assert store.rows == {}
+
+
+def test_status_reports_queues_and_tasks(client: Client) -> None:
+    post(client, "/tasks/batch", {"tasks": [{"type": "echo"}] * 3})
+
+    body = json.loads(client.http.get("/status").body)
+
+    assert body["queue"]["visible"] == 3
+    assert body["tasks"]["queued"] == 3
+    assert set(body) == {"queue", "dead_letter_queue", "tasks", "processed_last_minute"}
+
+
+def test_health_is_503_naming_the_failed_dependency(
+    client: Client, store: InMemoryTaskStore
+) -> None:
+    assert client.http.get("/health").status_code == 200
+    store.down = True
+
+    response = client.http.get("/health")
+
+    assert response.status_code == 503
+    assert json.loads(response.body)["checks"]["queue"] == "ok"
+
+
+def test_whoami_names_the_execution_environment(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/27/[$LATEST]abc")
 
-    with Client(app) as client:
-        body = json.loads(client.http.get("/whoami").body)
+    body = json.loads(client.http.get("/whoami").body)
 
     assert body["log_stream"] == "2026/11/27/[$LATEST]abc"
 
 
-def test_unknown_route_is_a_client_error() -> None:
-    with Client(app) as client:
-        assert (
-            client.http.get("/nope").status_code == 403
-        )  # API Gateway's answer to a missing route
+def test_the_worker_function_answers_with_a_partial_batch_response(
+    client: Client, store: InMemoryTaskStore
+) -> None:
+    response = client.lambda_.invoke("worker", event("sqs_partial_failure"))
+
+    assert response.payload == {
+        "batchItemFailures": [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}]
+    }
+    assert sorted(r.status for r in store.rows.values()) == ["done", "retrying"]

@@ -1,0 +1,141 @@
+"""Migrations against the local cloud's PostgreSQL, with the credentials from its secret.
+
+Each test migrates a throwaway schema (the app role may not CREATE DATABASE, but it owns the app
+database and so may create schemas), reached through search_path, so the real tasks table is
+never touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from deployment import migrations
+from deployment.migrations import MigrationError
+from localcloud.aws import client_for_running
+
+
+@pytest.fixture(scope="module")
+def app_conninfo(local_cloud: dict[str, Any]) -> str:
+    secretsmanager = client_for_running(local_cloud, "secretsmanager")
+    secret = migrations.read_secret(secretsmanager, local_cloud["postgres"]["secret_name"])
+    return migrations.conninfo_from_secret(secret)
+
+
+@pytest.fixture
+def schema(app_conninfo: str) -> Iterator[str]:
+    name = f"test_migrations_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(app_conninfo, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(app_conninfo, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conninfo(app_conninfo: str, schema: str) -> str:
+    return make_conninfo(app_conninfo, options=f"-c search_path={schema}")
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    """A copy of the project's migrations, free to edit."""
+    return Path(shutil.copytree(migrations.MIGRATIONS_DIR, tmp_path / "migrations"))
+
+
+def query(conninfo: str, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(conninfo) as connection:
+        return connection.execute(statement, params or None).fetchall()  # type: ignore[arg-type]
+
+
+def test_applying_twice_applies_once(conninfo: str) -> None:
+    first = migrations.apply_migrations(conninfo)
+    second = migrations.apply_migrations(conninfo)
+
+    assert first == ["0001"]
+    assert second == []
+    assert [v for (v,) in query(conninfo, "SELECT version FROM schema_migrations")] == ["0001"]
+
+
+def test_the_tasks_table_has_its_indexes(conninfo: str, schema: str) -> None:
+    migrations.apply_migrations(conninfo)
+
+    indexes = query(
+        conninfo, "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'tasks'",
+        schema,
+    )
+    assert {name for (name,) in indexes} == {
+        "tasks_pkey",
+        "tasks_idempotency_key_key",
+        "tasks_status_idx",
+        "tasks_accepted_at_idx",
+        "tasks_finished_at_idx",
+    }
+    with pytest.raises(psycopg.errors.CheckViolation):
+        query(
+            conninfo,
+            "INSERT INTO tasks (id, type, payload, status, accepted_at) "
+            "VALUES (gen_random_uuid(), 'echo', '{}', 'lost', now()) RETURNING id",
+        )
+
+
+def test_a_new_migration_is_applied_after_the_applied_ones(conninfo: str, directory: Path) -> None:
+    migrations.apply_migrations(conninfo, directory)
+    (directory / "0002_add_priority.sql").write_text("ALTER TABLE tasks ADD priority integer;")
+
+    assert migrations.apply_migrations(conninfo, directory) == ["0002"]
+    assert query(conninfo, "SELECT priority FROM tasks") == []
+
+
+def test_an_edited_applied_migration_is_refused(conninfo: str, directory: Path) -> None:
+    migrations.apply_migrations(conninfo, directory)
+    applied = directory / "0001_create_tasks.sql"
+    applied.write_text(applied.read_text() + "\nCREATE INDEX tasks_type_idx ON tasks (type);\n")
+
+    with pytest.raises(MigrationError, match="0001_create_tasks.sql was changed.*new migration"):
+        migrations.apply_migrations(conninfo, directory)
+
+
+def test_a_failing_migration_leaves_nothing_behind(conninfo: str, directory: Path) -> None:
+    (directory / "0002_broken.sql").write_text(
+        "ALTER TABLE tasks ADD priority integer;\nALTER TABLE no_such_table ADD x integer;"
+    )
+
+    with pytest.raises(MigrationError, match="0002_broken.sql failed and was rolled back"):
+        migrations.apply_migrations(conninfo, directory)
+
+    assert query(conninfo, "SELECT version FROM schema_migrations") == [("0001",)]
+    columns = query(
+        conninfo,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'tasks'",
+    )
+    assert "priority" not in {name for (name,) in columns}
+
+
+def test_concurrent_deploys_apply_once(conninfo: str) -> None:
+    start = threading.Barrier(2)
+    results: list[list[str]] = []
+
+    def deploy() -> None:
+        start.wait()
+        results.append(migrations.apply_migrations(conninfo))
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(results) == [[], ["0001"]]

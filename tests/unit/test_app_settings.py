@@ -1,0 +1,47 @@
+"""The functions' settings: required variables fail fast and name themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.errors import SettingMissing
+from chalicelib.settings import Settings, WorkerTrigger
+
+SETTINGS = {
+    "TASK_QUEUE_URL": "http://q",
+    "DEAD_LETTER_QUEUE_URL": "http://dlq",
+    "DATABASE_SECRET_ID": "secret",
+    "TASK_MAX_RECEIVES": "5",
+}
+TRIGGER = {
+    "TASK_QUEUE_NAME": "tasks",
+    "WORKER_BATCH_SIZE": "10",
+    "WORKER_BATCHING_WINDOW_SECONDS": "0",
+    "WORKER_MAX_CONCURRENCY": "10",
+}
+
+
+def test_settings_read_from_the_environment() -> None:
+    assert Settings.from_env(SETTINGS) == Settings("http://q", "http://dlq", "secret", 5)
+    assert WorkerTrigger.from_env(TRIGGER) == WorkerTrigger("tasks", 10, 0, 10)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_a_missing_setting_names_the_variable_and_the_fix(name: str) -> None:
+    env = {k: v for k, v in SETTINGS.items() if k != name}
+
+    with pytest.raises(SettingMissing, match=f"{name} is not set.*scripts/deploy"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"WORKER_BATCH_SIZE": "ten"}, "WORKER_BATCH_SIZE='ten': must be an integer"),
+        ({"WORKER_MAX_CONCURRENCY": "1"}, "WORKER_MAX_CONCURRENCY=1: must be between 2 and 1000"),
+        ({"WORKER_BATCH_SIZE": "100"}, "needs WORKER_BATCHING_WINDOW_SECONDS >= 1"),
+    ],
+)
+def test_a_bad_trigger_setting_says_what_is_wrong(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingMissing, match=message):
+        WorkerTrigger.from_env({**TRIGGER, **changes})

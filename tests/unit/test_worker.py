@@ -1,0 +1,123 @@
+"""The SQS worker, fed canonical SQS events (tests/events/): partial batch responses, retries
+to the dead-letter queue, and redeliveries that change nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools import Logger
+
+from chalicelib.task_types import TaskRunner
+from chalicelib.worker import Worker
+from tests.fakes import InMemoryTaskStore
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+ECHO_ID = uuid.UUID("0b6f3c7e-4d0c-4f7a-9a43-1d7c1a5e0001")
+FAIL_ID = uuid.UUID("0b6f3c7e-4d0c-4f7a-9a43-1d7c1a5e0002")
+
+
+@dataclass
+class FakeContext:
+    aws_request_id: str = "worker-req-1"
+    function_name: str = "serverless-scaling-local-worker"
+    memory_limit_in_mb: int = 128
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:worker"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def event(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return loaded
+
+
+@pytest.fixture
+def store() -> InMemoryTaskStore:
+    return InMemoryTaskStore()
+
+
+@pytest.fixture
+def worker(store: InMemoryTaskStore) -> Worker:
+    return Worker(store, TaskRunner(sleep=lambda s: None), 5, Logger(service="test"))
+
+
+def test_a_successful_batch_reports_no_failures_and_every_task_is_done(
+    worker: Worker, store: InMemoryTaskStore
+) -> None:
+    response = worker.handle(event("sqs_all_succeed"), FakeContext())
+
+    assert response == {"batchItemFailures": []}
+    assert [r.status for r in store.rows.values()] == ["done", "done", "done"]
+    assert {r.worker_request_id for r in store.rows.values()} == {"worker-req-1"}
+    assert {r.correlation_id for r in store.rows.values()} == {"req-abc"}
+
+
+def test_only_the_failed_records_go_back(worker: Worker, store: InMemoryTaskStore) -> None:
+    response = worker.handle(event("sqs_partial_failure"), FakeContext())
+
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}]
+    }
+    assert store.rows[ECHO_ID].status == "done"
+    failed = store.rows[FAIL_ID]
+    assert (failed.status, failed.error, failed.finished_at) == ("retrying", "told to fail", None)
+
+
+def test_a_failure_on_the_last_receive_marks_the_task_failed(
+    worker: Worker, store: InMemoryTaskStore
+) -> None:
+    response = worker.handle(event("sqs_last_receive_failure"), FakeContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-2"}]}
+    row = store.rows[FAIL_ID]
+    assert (row.status, row.error) == ("failed", "told to fail")
+    assert row.finished_at is not None
+
+
+def test_a_redelivered_message_makes_no_second_row_and_no_second_run(
+    worker: Worker, store: InMemoryTaskStore
+) -> None:
+    worker.handle(event("sqs_all_succeed"), FakeContext())
+    done = store.rows[ECHO_ID]
+
+    response = worker.handle(event("sqs_redelivery"), FakeContext(aws_request_id="worker-req-2"))
+
+    assert response == {"batchItemFailures": []}
+    assert len(store.rows) == 3
+    assert store.rows[ECHO_ID] == done  # same attempts, same request id, same finish time
+
+
+def test_a_store_outage_sends_the_whole_batch_back(
+    worker: Worker, store: InMemoryTaskStore
+) -> None:
+    store.down = True
+
+    response = worker.handle(event("sqs_all_succeed"), FakeContext())
+
+    assert len(response["batchItemFailures"]) == 3
+
+
+def test_log_lines_carry_the_correlation_id_and_task_id(
+    store: InMemoryTaskStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+    log = Logger(service="test-correlation")
+    copy_config_to_registered_loggers(source_logger=log, include={"chalicelib"})
+    worker = Worker(store, TaskRunner(), 5, log)
+
+    worker.handle(event("sqs_redelivery"), FakeContext())
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    done = [line for line in lines if line["message"] == "task done"]
+    assert done, lines
+    assert done[0]["correlation_id"] == "req-abc"
+    assert done[0]["task_id"] == str(ECHO_ID)
+    logging.getLogger("chalicelib").handlers.clear()
