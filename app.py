@@ -20,7 +20,7 @@ from chalice import (
 )
 from chalice.app import Request, SQSEvent
 
-from chalicelib import runtime_info, urls, validation
+from chalicelib import runtime_info, validation
 from chalicelib.errors import (
     DependencyUnavailable,
     IdempotencyConflict,
@@ -85,19 +85,16 @@ def _correlation_id() -> str:
     return request_id
 
 
-def _submission_json(submission: Submission, root: str) -> dict[str, Any]:
+def _submission_json(submission: Submission) -> dict[str, Any]:
     task = submission.task
     return {
         "id": str(task.id),
         "outcome": submission.outcome,
         "status": task.status,
-        "status_url": f"{root}tasks/{task.id}",
+        # Relative to the API's root URL: the request cannot tell which of API Gateway's URL
+        # forms the client used (LocalStack's /_aws/execute-api/ID/STAGE/ looks like /STAGE/).
+        "status_path": f"tasks/{task.id}",
     }
-
-
-def _api_root() -> str:
-    request = _request()
-    return urls.api_root(request.context, request.headers)
 
 
 @app.route("/tasks", methods=["POST"])
@@ -105,8 +102,9 @@ def _api_root() -> str:
 def submit_task() -> Response:
     request = validation.parse_task(_request().raw_body)
     submission = deps.service.submit_one(request, _correlation_id())
-    body = _submission_json(submission, _api_root())
-    return Response(body=body, status_code=202, headers={"Location": body["status_url"]})
+    body = _submission_json(submission)
+    # A relative reference, resolved against this request's URL (.../tasks) to .../tasks/ID.
+    return Response(body=body, status_code=202, headers={"Location": body["status_path"]})
 
 
 @app.route("/tasks/batch", methods=["POST"])
@@ -118,8 +116,7 @@ def submit_batch() -> Response:
         s.outcome == "rejected" for s in submissions
     ):
         raise DependencyUnavailable("SQS did not accept the tasks; nothing was kept, retry")
-    root = _api_root()
-    results = [_submission_json(s, root) for s in submissions]
+    results = [_submission_json(s) for s in submissions]
     return Response(
         body={"accepted": sum(s.accepted for s in submissions), "results": results},
         status_code=202,

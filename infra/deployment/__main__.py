@@ -1,4 +1,4 @@
-"""python -m deployment deploy | demo [options]"""
+"""python -m deployment deploy | destroy | demo [options]"""
 
 from __future__ import annotations
 
@@ -7,28 +7,55 @@ import logging
 import subprocess
 import sys
 
-from deployment import chalice_stage, demo
+from deployment import chalice_stage, demo, migrations, pipeline, stack
+from deployment.pipeline import StageDeployment
 from localcloud.settings import Settings, SettingsError
+
+
+def print_deployment(result: StageDeployment) -> None:
+    deployed, outputs = result.deployed, result.outputs
+    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.step_seconds.items())
+    api = deployed.api_url
+    print(f"\nDeployed stage '{deployed.stage}' ({steps})")
+    print(f"  functions:   {', '.join(deployed.functions)}")
+    print(f"  task queue:  {outputs['TaskQueueUrl']}")
+    print(f"  dead letters: {outputs['DeadLetterQueueUrl']}")
+    print(f"  API (local URL): {api}")
+    print("  try:")
+    print(f"    curl {api}health")
+    print(
+        f"    curl -X POST {api}tasks -H 'Content-Type: application/json' "
+        """-d '{"type": "sleep", "payload": {"ms": 100}}'"""
+    )
+    print(f"    curl {api}status")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deployment")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("deploy", help="chalice deploy the app to the local cloud")
-    demo_parser = commands.add_parser("demo", help="send a bounded burst to the deployed API")
+    commands.add_parser("deploy", help="deploy the stack, migrations and the Chalice app")
+    commands.add_parser("destroy", help="delete the Chalice app and the stack (keeps the data)")
+    demo_parser = commands.add_parser("demo", help="send a bounded burst of tasks and report")
     demo.add_arguments(demo_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = Settings.from_env()
         if args.command == "deploy":
-            deployed = chalice_stage.deploy(cfg)
-            print(f"\nDeployed stage '{deployed.stage}': functions {', '.join(deployed.functions)}")
-            print(f"API (local URL): {deployed.api_url}")
-            print(f"  try: curl {deployed.api_url}health")
+            print_deployment(pipeline.deploy(cfg))
+            return 0
+        if args.command == "destroy":
+            pipeline.destroy(cfg)
+            print("destroyed the app and its stack; the tasks table is kept in PostgreSQL")
             return 0
         return demo.run(cfg, args)
-    except (SettingsError, chalice_stage.DeployError, demo.DemoError) as error:
+    except (
+        SettingsError,
+        chalice_stage.DeployError,
+        stack.StackError,
+        migrations.MigrationError,
+        demo.DemoError,
+    ) as error:
         print(f"{args.command}: {error}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as error:

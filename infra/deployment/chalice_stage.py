@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcloud import endpoints
-from localcloud.settings import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, Settings
+from localcloud.settings import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +23,10 @@ class DeployError(RuntimeError):
     """The deploy cannot go on; the message says what to fix."""
 
 
+# Chalice's default when neither the function nor the stage sets lambda_timeout.
+CHALICE_DEFAULT_TIMEOUT_SECONDS = 60
+
+
 @dataclass(frozen=True)
 class Deployed:
     stage: str
@@ -31,6 +34,7 @@ class Deployed:
     rest_api_id: str
     functions: list[str]
     api_function: str  # the function behind the REST API
+    event_source_mappings: dict[str, str]  # function's name in app.py -> the mapping's UUID
 
 
 def local_api_url(localstack_url: str, rest_api_id: str, api_stage: str) -> str:
@@ -58,8 +62,50 @@ def parse_deployed(
         for r in resources
         if r["resource_type"] == "lambda_function"
     }
+    mappings = {
+        r["name"].removesuffix("-sqs-event-source"): r["event_uuid"]
+        for r in resources
+        if r["resource_type"] == "sqs_event"
+    }
     url = local_api_url(localstack_url, rest_api_id, api_stage)
-    return Deployed(stage, url, rest_api_id, sorted(names.values()), names["api_handler"])
+    return Deployed(stage, url, rest_api_id, sorted(names.values()), names["api_handler"], mappings)
+
+
+def config_path(project: Path) -> Path:
+    return project / ".chalice" / "config.json"
+
+
+def stage_config(project: Path, stage: str) -> dict[str, Any]:
+    config = json.loads(config_path(project).read_text())
+    try:
+        stage_section: dict[str, Any] = config["stages"][stage]
+    except KeyError:
+        raise DeployError(
+            f'{config_path(project)} has no stage {stage!r}: add it under "stages"'
+        ) from None
+    return stage_section
+
+
+def function_timeout(project: Path, stage: str, function: str) -> int:
+    """The function's lambda_timeout as Chalice resolves it: function, then stage, then default."""
+    section = stage_config(project, stage)
+    own = section.get("lambda_functions", {}).get(function, {})
+    return int(
+        own.get("lambda_timeout", section.get("lambda_timeout", CHALICE_DEFAULT_TIMEOUT_SECONDS))
+    )
+
+
+def write_stage_environment(project: Path, stage: str, values: dict[str, str]) -> bool:
+    """Set the stage's environment_variables from `values` (the stack's outputs), keeping the
+    rest of the file as it is. Returns whether the file changed."""
+    path = config_path(project)
+    config = json.loads(path.read_text())
+    environment = config["stages"][stage].setdefault("environment_variables", {})
+    if all(environment.get(k) == v for k, v in values.items()):
+        return False
+    environment.update(values)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return True
 
 
 def deploy_stage(running: dict[str, Any], project: Path, stage: str) -> Deployed:
@@ -81,31 +127,3 @@ def _chalice(running: dict[str, Any], project: Path, *args: str) -> None:
     chalice = Path(sys.executable).parent / "chalice"
     env = chalice_environment(running["localstack"]["url"], running["region"])
     subprocess.run([str(chalice), *args], cwd=project, env=env, check=True)
-
-
-def deploy(cfg: Settings, project: Path = PROJECT_ROOT, stage: str = STAGE) -> Deployed:
-    """Deploy the app and record its API in endpoints.json for scripts and tests."""
-    running = endpoints.load(cfg.endpoints_file)
-    if "localstack" not in running:
-        raise DeployError(
-            f"the local cloud is not up ({cfg.endpoints_file} missing): run scripts/localcloud up"
-        )
-    deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
-    if "api" not in running and deployed_record.exists():
-        # LocalStack keeps no state across restarts: what Chalice recorded is gone.
-        logger.info("forgetting %s: it describes an earlier LocalStack", deployed_record)
-        deployed_record.unlink()
-    result = deploy_stage(running, project, stage)
-    endpoints.update(
-        cfg.endpoints_file,
-        {
-            "api": {
-                "stage": stage,
-                "url": result.api_url,
-                "rest_api_id": result.rest_api_id,
-                "functions": result.functions,
-                "api_function": result.api_function,
-            }
-        },
-    )
-    return result

@@ -93,7 +93,9 @@ def apply_migrations(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[st
             rows = connection.execute("SELECT version, checksum FROM schema_migrations")
             applied: dict[str, str] = dict(rows.fetchall())
         except psycopg.Error as e:
-            raise MigrationError(f"reading schema_migrations failed: {e}") from e
+            raise MigrationError(
+                f"reading schema_migrations failed: {e}; the role needs CREATE on its schema"
+            ) from e
         for migration in migrations:
             recorded = applied.get(migration.version)
             if recorded is not None and recorded != migration.checksum:

@@ -25,6 +25,9 @@ TEMPLATE_PATH = PROJECT_ROOT / "infra" / "cloudformation" / "serverless-scaling.
 USABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"}
 # Where a create or update we started must end; anything else settled is a failure.
 SUCCEEDED = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+# What a failed first create leaves: AWS rolls back to an empty ROLLBACK_COMPLETE stack,
+# LocalStack stops at CREATE_FAILED. Neither can be updated; deleting and creating again can.
+FAILED_CREATE = {"ROLLBACK_COMPLETE", "CREATE_FAILED"}
 # The stack-level events that open an operation: failure events older than these are history.
 OPERATION_STARTS = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS"}
 
@@ -49,9 +52,8 @@ def deploy_stack(
     """Create stack ``name``, or update it when its template or parameters differ; return its
     outputs as {OutputKey: OutputValue}. Deploying the same inputs again changes nothing."""
     stack = _wait_settled(cloudformation, name, poll_seconds, timeout_seconds)
-    if stack is not None and stack["StackStatus"] == "ROLLBACK_COMPLETE":
-        # A first create that failed leaves an empty stack that can only be deleted.
-        logger.info("stack %s: deleting what a failed create left (ROLLBACK_COMPLETE)", name)
+    if stack is not None and stack["StackStatus"] in FAILED_CREATE:
+        logger.info("stack %s: deleting what a failed create left (%s)", name, stack["StackStatus"])
         delete_stack(
             cloudformation, name, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds
         )

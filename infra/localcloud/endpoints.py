@@ -48,3 +48,10 @@ def update(path: Path, sections: Mapping[str, Any], fresh: bool = False) -> dict
 
 def remove(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def discard(path: Path, *sections: str) -> None:
+    """Drop top-level sections (e.g. what a deploy recorded, once it is destroyed)."""
+    data = load(path)
+    if data and any(name in data for name in sections):
+        update(path, {k: v for k, v in data.items() if k not in sections}, fresh=True)

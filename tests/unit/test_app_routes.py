@@ -72,8 +72,8 @@ def test_a_task_is_accepted_with_its_id_and_status_url(
     assert response.status_code == 202
     body = json.loads(response.body)
     assert body["outcome"] == "accepted" and body["status"] == "queued"
-    assert body["status_url"].endswith(f"/tasks/{body['id']}")
-    assert response.headers["Location"] == body["status_url"]
+    assert body["status_path"] == f"tasks/{body['id']}"
+    assert response.headers["Location"] == body["status_path"]
     assert [str(m.task_id) for m in queue.sent] == [body["id"]]
 
 

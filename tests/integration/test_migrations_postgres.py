@@ -11,6 +11,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def directory(tmp_path: Path) -> Path:
 
 def query(conninfo: str, statement: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(conninfo) as connection:
-        return connection.execute(statement, params or None).fetchall()  # type: ignore[arg-type]
+        return connection.execute(statement, params or None).fetchall()
 
 
 def test_applying_twice_applies_once(conninfo: str) -> None:
@@ -72,7 +73,8 @@ def test_the_tasks_table_has_its_indexes(conninfo: str, schema: str) -> None:
     migrations.apply_migrations(conninfo)
 
     indexes = query(
-        conninfo, "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'tasks'",
+        conninfo,
+        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'tasks'",
         schema,
     )
     assert {name for (name,) in indexes} == {
@@ -125,17 +127,14 @@ def test_a_failing_migration_leaves_nothing_behind(conninfo: str, directory: Pat
 
 
 def test_concurrent_deploys_apply_once(conninfo: str) -> None:
-    start = threading.Barrier(2)
-    results: list[list[str]] = []
+    together = threading.Barrier(2)
 
-    def deploy() -> None:
-        start.wait()
-        results.append(migrations.apply_migrations(conninfo))
+    def deploy() -> list[str]:
+        together.wait(timeout=10)
+        return migrations.apply_migrations(conninfo)
 
-    threads = [threading.Thread(target=deploy) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(deploy) for _ in range(2)]
+        results = [future.result(timeout=60) for future in futures]
 
     assert sorted(results) == [[], ["0001"]]

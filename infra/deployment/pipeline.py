@@ -1,0 +1,207 @@
+"""A stage's whole deploy to the local cloud, and its undoing.
+
+deploy: the infrastructure stack (CloudFormation) -> database migrations -> the stack's outputs
+into the stage's environment in .chalice/config.json -> `chalice deploy` -> what Chalice cannot
+set on the SQS mapping (ReportBatchItemFailures) -> the local URLs in endpoints.json.
+Every step is idempotent, so a redeploy after a code change only redoes what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from chalicelib import settings as app_settings
+from chalicelib.postgres_store import conninfo_from_secret, read_secret
+from deployment import chalice_stage, migrations, stack
+from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
+from localcloud import endpoints
+from localcloud.aws import client_for_running
+from localcloud.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WORKER = "worker"  # the SQS-triggered function's name in app.py
+VISIBILITY_PER_TIMEOUT = 6  # AWS: queue visibility timeout >= 6 x the function's timeout
+MAX_RECEIVE_COUNT = 5
+# The stack's outputs, as the functions' environment variables (chalicelib/settings.py).
+OUTPUT_VARIABLES = {
+    "TaskQueueName": app_settings.TASK_QUEUE_NAME,
+    "TaskQueueUrl": app_settings.TASK_QUEUE_URL,
+    "DeadLetterQueueUrl": app_settings.DEAD_LETTER_QUEUE_URL,
+    "MaxReceiveCount": app_settings.TASK_MAX_RECEIVES,
+    "DatabaseSecretId": app_settings.DATABASE_SECRET_ID,
+}
+PARTIAL_BATCH_RESPONSES = ["ReportBatchItemFailures"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageDeployment:
+    deployed: Deployed
+    outputs: dict[str, str]
+    migrations_applied: list[str]
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def running_cloud(cfg: Settings) -> dict[str, Any]:
+    running = endpoints.load(cfg.endpoints_file)
+    if "localstack" not in running or "postgres" not in running:
+        raise DeployError(
+            f"the local cloud is not up ({cfg.endpoints_file} has no LocalStack/PostgreSQL): "
+            "run scripts/localcloud up"
+        )
+    return running
+
+
+def visibility_timeout(worker_timeout: int, requested: int | None) -> int:
+    """6 x the worker's timeout unless a stage asks for less (tests, to reach the DLQ fast);
+    never below the timeout itself, which AWS refuses."""
+    if requested is None:
+        return VISIBILITY_PER_TIMEOUT * worker_timeout
+    if requested < worker_timeout:
+        raise DeployError(
+            f"visibility timeout {requested} s is below the worker's timeout {worker_timeout} s:"
+            " a message would reappear while its batch still runs; raise it or lower the "
+            "worker's lambda_timeout in .chalice/config.json"
+        )
+    if requested < VISIBILITY_PER_TIMEOUT * worker_timeout:
+        logger.warning(
+            "visibility timeout %d s is under %d x the worker's timeout (%d s), AWS's advice",
+            requested,
+            VISIBILITY_PER_TIMEOUT,
+            worker_timeout,
+        )
+    return requested
+
+
+@contextmanager
+def _step(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.monotonic()
+    logger.info("== %s", name)
+    yield
+    timings[name] = time.monotonic() - started
+
+
+def deploy(
+    cfg: Settings,
+    project: Path = PROJECT_ROOT,
+    stage: str = STAGE,
+    *,
+    visibility_timeout_seconds: int | None = None,
+    record: bool = True,
+) -> StageDeployment:
+    """Deploy `stage` of the app in `project`; `record` puts its URLs in endpoints.json."""
+    running = running_cloud(cfg)
+    timings: dict[str, float] = {}
+    worker_timeout = chalice_stage.function_timeout(project, stage, WORKER)
+    visibility = visibility_timeout(worker_timeout, visibility_timeout_seconds)
+
+    with _step(timings, f"infrastructure stack {stack.stack_name(stage)}"):
+        outputs = stack.deploy_stack(
+            client_for_running(running, "cloudformation"),
+            stack.stack_name(stage),
+            stack.TEMPLATE_PATH.read_text(),
+            {
+                "Stage": stage,
+                "VisibilityTimeoutSeconds": str(visibility),
+                "MaxReceiveCount": str(MAX_RECEIVE_COUNT),
+                "DatabaseSecretId": running["postgres"]["secret_name"],
+            },
+        )
+
+    with _step(timings, "database migrations"):
+        secret = read_secret(
+            client_for_running(running, "secretsmanager"), outputs["DatabaseSecretId"]
+        )
+        applied = migrations.apply_migrations(conninfo_from_secret(secret))
+        logger.info("applied %s", ", ".join(applied) if applied else "nothing: up to date")
+
+    environment = {variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()}
+    if chalice_stage.write_stage_environment(project, stage, environment):
+        logger.info("stack outputs written to the stage's environment in .chalice/config.json")
+
+    deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
+    if record and "api" not in running and deployed_record.exists():
+        # endpoints.json is rewritten by every `up`: LocalStack kept nothing Chalice recorded.
+        logger.info("forgetting %s: it describes an earlier LocalStack", deployed_record)
+        deployed_record.unlink()
+    with _step(timings, f"chalice deploy --stage {stage}"):
+        deployed = chalice_stage.deploy_stage(running, project, stage)
+
+    with _step(timings, "SQS mapping: partial batch responses"):
+        enable_partial_batch_responses(
+            client_for_running(running, "lambda"), deployed.event_source_mappings[WORKER]
+        )
+
+    if record:
+        endpoints.update(
+            cfg.endpoints_file,
+            {
+                "api": {
+                    "stage": stage,
+                    "url": deployed.api_url,
+                    "rest_api_id": deployed.rest_api_id,
+                    "functions": deployed.functions,
+                    "api_function": deployed.api_function,
+                    "worker_function": _function_named(deployed, WORKER),
+                    "event_source_mapping": deployed.event_source_mappings[WORKER],
+                    "stack": stack.stack_name(stage),
+                    "outputs": outputs,
+                }
+            },
+        )
+    return StageDeployment(deployed, outputs, applied, timings)
+
+
+def _function_named(deployed: Deployed, name: str) -> str:
+    return next(f for f in deployed.functions if f.endswith(f"-{name}"))
+
+
+def enable_partial_batch_responses(lambda_client: Any, mapping_uuid: str) -> None:
+    """Chalice cannot set FunctionResponseTypes; without it a batch with one failed record
+    would be retried whole (aws-behaviour.md, partial batch responses)."""
+    mapping = lambda_client.get_event_source_mapping(UUID=mapping_uuid)
+    if mapping.get("FunctionResponseTypes") != PARTIAL_BATCH_RESPONSES:
+        lambda_client.update_event_source_mapping(
+            UUID=mapping_uuid, FunctionResponseTypes=PARTIAL_BATCH_RESPONSES
+        )
+    _wait_for(
+        lambda: lambda_client.get_event_source_mapping(UUID=mapping_uuid),
+        lambda m: m["State"] == "Enabled"
+        and m.get("FunctionResponseTypes") == PARTIAL_BATCH_RESPONSES,
+        f"event source mapping {mapping_uuid} enabled with partial batch responses",
+    )
+
+
+def _wait_for(
+    fetch: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float = 60
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise DeployError(f"timed out after {timeout:.0f} s waiting for {what}: {value}")
+        time.sleep(0.2)
+
+
+def destroy(
+    cfg: Settings, project: Path = PROJECT_ROOT, stage: str = STAGE, *, record: bool = True
+) -> None:
+    """Delete what deploy created: the Chalice app, then the stack. The database is left."""
+    running = running_cloud(cfg)
+    if (project / ".chalice" / "deployed" / f"{stage}.json").exists():
+        logger.info("== chalice delete --stage %s", stage)
+        chalice_stage.delete_stage(running, project, stage)
+    logger.info("== deleting stack %s", stack.stack_name(stage))
+    stack.delete_stack(client_for_running(running, "cloudformation"), stack.stack_name(stage))
+    if record:
+        endpoints.discard(cfg.endpoints_file, "api")
