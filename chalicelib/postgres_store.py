@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from chalicelib.errors import DependencyUnavailable
+from chalicelib.errors import DependencyUnavailable, SettingMissing
 from chalicelib.model import Admission, NewTask, Task, TaskMessage
 from chalicelib.ports import TaskStore
 
@@ -32,8 +33,17 @@ TASK_COLUMNS = (
 )
 
 
+SECRET_KEYS = ("host", "port", "dbname", "username", "password")
+
+
 def conninfo_from_secret(secret: Mapping[str, Any]) -> str:
     """A psycopg conninfo from an RDS-shaped secret (host, port, dbname, username, password)."""
+    missing = [key for key in SECRET_KEYS if key not in secret]
+    if missing:
+        raise SettingMissing(
+            f"the database secret lacks {', '.join(missing)}: it must have the RDS shape "
+            f"({', '.join(SECRET_KEYS)})"
+        )
     return make_conninfo(
         host=secret["host"],
         port=str(secret["port"]),
@@ -46,9 +56,15 @@ def conninfo_from_secret(secret: Mapping[str, Any]) -> str:
 
 
 def read_secret(secretsmanager: Any, secret_id: str) -> dict[str, Any]:
-    secret: dict[str, Any] = json.loads(
-        secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
-    )
+    """The JSON document stored in Secrets Manager secret `secret_id`."""
+    try:
+        text = secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
+    except (BotoCoreError, ClientError) as e:
+        raise DependencyUnavailable(f"reading secret {secret_id} failed: {e}") from e
+    try:
+        secret: dict[str, Any] = json.loads(text)
+    except ValueError as e:
+        raise SettingMissing(f"secret {secret_id} is not a JSON document: {e}") from e
     return secret
 
 

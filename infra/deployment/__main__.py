@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 
+from chalicelib.errors import TaskError
 from deployment import chalice_stage, demo, migrations, pipeline, stack
 from deployment.pipeline import StageDeployment
 from localcloud.settings import Settings, SettingsError
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.StackError,
         migrations.MigrationError,
         demo.DemoError,
+        TaskError,
     ) as error:
         print(f"{args.command}: {error}", file=sys.stderr)
         return 2

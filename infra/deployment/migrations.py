@@ -8,7 +8,6 @@ applied must never change (its sha256 is recorded): a change goes into a new fil
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -16,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
-from psycopg.conninfo import make_conninfo
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +23,6 @@ MIGRATIONS_DIR = PROJECT_ROOT / "infra" / "migrations"
 FILE_NAME = re.compile(r"(?P<version>\d{4})_[a-z0-9_]+\.sql")
 # Arbitrary, but fixed: every deploy of this app must take the same session-level lock.
 ADVISORY_LOCK_KEY = 5_381_004_001
-SECRET_KEYS = ("host", "port", "dbname", "username", "password")
 
 CREATE_SCHEMA_MIGRATIONS = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -124,36 +120,3 @@ def _apply(connection: psycopg.Connection[Any], migration: Migration) -> None:
             f"{migration.path} failed and was rolled back entirely: {e}; fix it (it was never "
             "applied, so editing it is fine) and deploy again"
         ) from e
-
-
-def conninfo_from_secret(secret: dict[str, Any]) -> str:
-    """A psycopg connection string from an RDS-shaped secret (host, port, dbname, username,
-    password)."""
-    missing = [key for key in SECRET_KEYS if key not in secret]
-    if missing:
-        raise MigrationError(
-            f"the database secret lacks {', '.join(missing)}: it must have the RDS shape "
-            f"({', '.join(SECRET_KEYS)})"
-        )
-    return make_conninfo(
-        host=secret["host"],
-        port=str(secret["port"]),
-        dbname=secret["dbname"],
-        user=secret["username"],
-        password=secret["password"],
-    )
-
-
-def read_secret(secretsmanager: Any, secret_id: str) -> dict[str, Any]:
-    """The JSON document stored in Secrets Manager secret ``secret_id``."""
-    try:
-        text = secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
-    except (BotoCoreError, ClientError) as e:
-        raise MigrationError(
-            f"reading secret {secret_id} failed: {e}; check its name and the endpoint"
-        ) from e
-    try:
-        secret: dict[str, Any] = json.loads(text)
-    except ValueError as e:
-        raise MigrationError(f"secret {secret_id} is not a JSON document: {e}") from e
-    return secret

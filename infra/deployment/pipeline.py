@@ -174,8 +174,9 @@ def enable_partial_batch_responses(lambda_client: Any, mapping_uuid: str) -> Non
         )
     _wait_for(
         lambda: lambda_client.get_event_source_mapping(UUID=mapping_uuid),
-        lambda m: m["State"] == "Enabled"
-        and m.get("FunctionResponseTypes") == PARTIAL_BATCH_RESPONSES,
+        lambda m: (
+            m["State"] == "Enabled" and m.get("FunctionResponseTypes") == PARTIAL_BATCH_RESPONSES
+        ),
         f"event source mapping {mapping_uuid} enabled with partial batch responses",
     )
 

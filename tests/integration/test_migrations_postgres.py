@@ -20,6 +20,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from chalicelib.postgres_store import conninfo_from_secret, read_secret
 from deployment import migrations
 from deployment.migrations import MigrationError
 from localcloud.aws import client_for_running
@@ -28,8 +29,8 @@ from localcloud.aws import client_for_running
 @pytest.fixture(scope="module")
 def app_conninfo(local_cloud: dict[str, Any]) -> str:
     secretsmanager = client_for_running(local_cloud, "secretsmanager")
-    secret = migrations.read_secret(secretsmanager, local_cloud["postgres"]["secret_name"])
-    return migrations.conninfo_from_secret(secret)
+    secret = read_secret(secretsmanager, local_cloud["postgres"]["secret_name"])
+    return conninfo_from_secret(secret)
 
 
 @pytest.fixture

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.exceptions import ClientError
-from moto import mock_aws
-from psycopg.conninfo import conninfo_to_dict
 
 from deployment import migrations
 from deployment.migrations import MigrationError
@@ -77,38 +72,3 @@ def test_a_bad_file_stops_before_any_connection(tmp_path: Path) -> None:
 
     with pytest.raises(MigrationError, match="create_tasks.sql is not named"):
         migrations.apply_migrations("host=127.0.0.1 port=1 dbname=none", tmp_path)
-
-
-def test_conninfo_comes_from_the_rds_shaped_secret() -> None:
-    conninfo = migrations.conninfo_from_secret(SECRET)
-
-    assert conninfo_to_dict(conninfo) == {
-        "host": "127.0.0.1",
-        "port": "15432",
-        "dbname": "app",
-        "user": "app",
-        "password": "p@ss word'\\",
-    }
-
-
-def test_a_secret_without_the_rds_keys_is_refused() -> None:
-    with pytest.raises(MigrationError, match="lacks dbname, password"):
-        migrations.conninfo_from_secret({"host": "h", "port": 5432, "username": "u"})
-
-
-def test_read_secret_parses_the_secret_string() -> None:
-    with mock_aws():
-        client = boto3.client("secretsmanager", region_name="us-east-1")
-        client.create_secret(Name="rds/credentials", SecretString=json.dumps(SECRET))
-
-        assert migrations.read_secret(client, "rds/credentials") == SECRET
-
-
-def test_a_missing_secret_raises_migration_error() -> None:
-    with mock_aws():
-        client = boto3.client("secretsmanager", region_name="us-east-1")
-
-        with pytest.raises(MigrationError, match="reading secret nope failed") as raised:
-            migrations.read_secret(client, "nope")
-
-    assert isinstance(raised.value.__cause__, ClientError)
