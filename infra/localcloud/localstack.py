@@ -52,6 +52,14 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         # straight to its gateway object rather than over HTTP: no CPU left burning after a
         # burst (measured 20% -> 0.2% 5 s after 2,000 invokes), nothing to hang at shutdown.
         "IN_MEMORY_CLIENT": "1",
+        # CreateFunction answers once the function is Active (our executor takes ~0.1 s), so
+        # deploy tools' `function_active` waiters never sleep their 5 s between polls.
+        "LAMBDA_SYNCHRONOUS_CREATE": "1",
+        # The stock SQS poller waits 1 s after every poll, a full one too, and backs off up to
+        # 10 s when the queue is empty; AWS long-polls without pausing. No pause after a poll,
+        # at most 1 s after an empty one.
+        "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
+        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "1",
         "PERSISTENCE": "0",
         # keep LocalStack's files in the state dir (S3 storage stays /tmp/localstack-s3-storage:
         # hard-coded in localstack.services.s3.provider)

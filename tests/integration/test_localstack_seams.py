@@ -32,8 +32,9 @@ CHECKS = textwrap.dedent(
     # every patch applies (each checks its seam's signature first)
     patches.tolerate_deleting_failed_functions()
     patches.wake_the_server_loop_on_shutdown()
+    patches.answer_function_updates_once_done()
     patched = {p.name for p in Patch.applied_patches}
-    assert {"stop_version", "shutdown"} <= patched, patched
+    assert {"stop_version", "shutdown", "update_version"} <= patched, patched
     print("seams ok")
     """
 )

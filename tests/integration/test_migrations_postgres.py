@@ -20,34 +20,25 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from chalicelib.postgres_store import conninfo_from_secret, read_secret
 from deployment import migrations
 from deployment.migrations import MigrationError
-from localcloud.aws import client_for_running
-
-
-@pytest.fixture(scope="module")
-def app_conninfo(local_cloud: dict[str, Any]) -> str:
-    secretsmanager = client_for_running(local_cloud, "secretsmanager")
-    secret = read_secret(secretsmanager, local_cloud["postgres"]["secret_name"])
-    return conninfo_from_secret(secret)
 
 
 @pytest.fixture
-def schema(app_conninfo: str) -> Iterator[str]:
+def schema(database_conninfo: str) -> Iterator[str]:
     name = f"test_migrations_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(app_conninfo, autocommit=True) as connection:
+    with psycopg.connect(database_conninfo, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
         yield name
     finally:
-        with psycopg.connect(app_conninfo, autocommit=True) as connection:
+        with psycopg.connect(database_conninfo, autocommit=True) as connection:
             connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.fixture
-def conninfo(app_conninfo: str, schema: str) -> str:
-    return make_conninfo(app_conninfo, options=f"-c search_path={schema}")
+def conninfo(database_conninfo: str, schema: str) -> str:
+    return make_conninfo(database_conninfo, options=f"-c search_path={schema}")
 
 
 @pytest.fixture

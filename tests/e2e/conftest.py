@@ -1,0 +1,106 @@
+"""The app deployed to the local cloud under a stage of its own: the user's `local` stage and
+.chalice/config.json are left alone. The stage uses short timeouts so retries reach the
+dead-letter queue within seconds; the defaults (in .chalice/config.json) stay AWS's advice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+from deployment import pipeline
+from deployment.pipeline import StageDeployment
+from localcloud.aws import client_for_running
+from localcloud.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_TIMEOUT_SECONDS = 3
+VISIBILITY_TIMEOUT_SECONDS = 3  # the floor: the worker's timeout
+
+T = TypeVar("T")
+
+
+@dataclass
+class Stage:
+    deployment: StageDeployment
+    running: dict[str, Any]
+    http: requests.Session
+
+    @property
+    def api(self) -> str:
+        return self.deployment.deployed.api_url
+
+    @property
+    def queue_url(self) -> str:
+        return self.deployment.outputs["TaskQueueUrl"]
+
+    @property
+    def dead_letter_queue_url(self) -> str:
+        return self.deployment.outputs["DeadLetterQueueUrl"]
+
+    def client(self, service: str) -> Any:
+        return client_for_running(self.running, service)
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.http.post(
+            f"{self.api}{path}", data=data, headers={"Content-Type": "application/json"}, timeout=30
+        )
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.http.get(f"{self.api}tasks/{task_id}", timeout=30)
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], seconds: float, what: str) -> T:
+    """Poll `fetch` until `done` holds: never a fixed sleep."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"after {seconds:.0f} s, still waiting for {what}; last: {value}")
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="session")
+def stage(
+    local_cloud: dict[str, Any],
+    localcloud_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stage]:
+    project = tmp_path_factory.mktemp("app")
+    for name in ("app.py", "requirements.txt"):
+        shutil.copy(REPO / name, project / name)
+    shutil.copytree(REPO / "chalicelib", project / "chalicelib")
+    (project / ".chalice").mkdir()
+    if (REPO / ".chalice" / "deployments").is_dir():  # Chalice's cache of vendored packages
+        shutil.copytree(REPO / ".chalice" / "deployments", project / ".chalice" / "deployments")
+    config = json.loads((REPO / ".chalice" / "config.json").read_text())
+    name = f"e2e{uuid.uuid4().hex[:6]}"
+    settings = json.loads(json.dumps(config["stages"]["local"]))
+    settings["lambda_functions"]["worker"]["lambda_timeout"] = WORKER_TIMEOUT_SECONDS
+    config["stages"] = {name: settings}
+    (project / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
+
+    deployment = pipeline.deploy(
+        localcloud_settings,
+        project,
+        name,
+        visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS,
+        record=False,
+    )
+    with requests.Session() as http:
+        yield Stage(deployment, local_cloud, http)
+    pipeline.destroy(localcloud_settings, project, name, record=False)

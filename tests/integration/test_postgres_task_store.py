@@ -1,0 +1,52 @@
+"""The TaskStore contract against PostgreSQL: the same suite the in-memory store passes, on a
+throwaway schema migrated by the project's own migrations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from chalicelib.postgres_store import PostgresTaskStore
+from deployment import migrations
+from tests.contract import TaskStoreContract
+
+
+@pytest.fixture(scope="module")
+def schema_conninfo(database_conninfo: str) -> Iterator[str]:
+    name = f"test_store_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_conninfo, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    conninfo = make_conninfo(database_conninfo, options=f"-c search_path={name}")
+    migrations.apply_migrations(conninfo)
+    try:
+        yield conninfo
+    finally:
+        with psycopg.connect(database_conninfo, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+class TestPostgresTaskStore(TaskStoreContract):
+    @pytest.fixture
+    def store(self, schema_conninfo: str) -> Iterator[PostgresTaskStore]:
+        store = PostgresTaskStore(lambda: schema_conninfo)
+        yield store
+        store.close()
+
+
+def test_a_broken_connection_is_replaced(schema_conninfo: str, database_conninfo: str) -> None:
+    store = PostgresTaskStore(lambda: schema_conninfo)
+    store.check()
+    assert store._connection is not None
+    backend = store._connection.info.backend_pid
+    with psycopg.connect(database_conninfo, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+
+    store.check()  # reconnects instead of failing
+
+    assert store._connection.info.backend_pid != backend
+    store.close()
