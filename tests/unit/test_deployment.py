@@ -52,15 +52,16 @@ def test_chalice_gets_the_endpoint_from_the_standard_variable() -> None:
 
 
 def args(**overrides: object) -> argparse.Namespace:
-    values = {"requests": 10, "concurrency": 2, "max_seconds": 5.0, **overrides}
+    values = {"tasks": 10, "fail": 0, "concurrency": 2, "max_seconds": 5.0, **overrides}
     return argparse.Namespace(**values)
 
 
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
-        ({"requests": 0}, "--requests"),
-        ({"requests": 10**6}, "--requests"),
+        ({"tasks": 0}, "--tasks"),
+        ({"tasks": 10**6}, "--tasks"),
+        ({"fail": 11}, "--fail"),
         ({"concurrency": 1000}, "--concurrency"),
         ({"max_seconds": 3600}, "--max-seconds"),
     ],
@@ -74,3 +75,24 @@ def test_demo_loads_only_loopback() -> None:
     with pytest.raises(demo.DemoError, match="loopback"):
         demo.validate(args(), "http://10.0.0.5:4566/x")
     demo.validate(args(), "http://localhost:4566/x")
+
+
+def test_the_task_mix_holds_the_requested_failures() -> None:
+    tasks = demo.task_mix(100, fail=7)
+
+    assert len(tasks) == 100
+    assert sum(t["type"] == "fail" for t in tasks) == 7
+    assert {t["type"] for t in tasks} <= {"echo", "sleep", "cpu", "fail"}
+
+
+def test_peak_overlap_counts_batches_running_at_once() -> None:
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 11, 27)
+
+    def at(seconds: float) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
+    spans = [(at(0), at(2)), (at(1), at(3)), (at(1.5), at(1.6)), (at(5), at(6))]
+
+    assert demo.peak_overlap(spans) == 3

@@ -82,8 +82,8 @@ def answer_function_updates_once_done() -> None:
     which sleeps 5 s between polls: with our process executor the update takes ~0.1 s, yet every
     function costs a 5 s sleep (`chalice deploy` of 3 functions: 16 s). Waiting for the update
     before answering lets the first poll see Successful, as a quick AWS update would."""
-    from localstack.services.lambda_.invocation.lambda_service import LambdaService
     from localstack.services.lambda_.invocation.lambda_models import FunctionVersion
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
     from localstack.utils.patch import patch
 
     require_parameters(LambdaService.update_version, ["self", "new_version"])
