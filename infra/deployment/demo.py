@@ -202,16 +202,21 @@ def task_rows(connection: Connection, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def wait_for_drain(connection: Connection, ids: list[str], deadline: float) -> list[dict[str, Any]]:
-    """Poll the rows until every task is done or failed, or the deadline passes."""
+    """Poll the rows until every task is done or failed, or the deadline passes; print the
+    progress when it changes (one line each, so it reads the same in a log as on a terminal)."""
+    shown = ""
+    started = time.monotonic()
     while True:
         rows = task_rows(connection, ids)
         counts = collections.Counter(r["status"] for r in rows)
         final = counts["done"] + counts["failed"]
-        print(f"\r  drained {final}/{len(ids)}  {dict(sorted(counts.items()))}   ", end="")
+        progress = f"  drained {final}/{len(ids)}: {dict(sorted(counts.items()))}"
+        if progress != shown:
+            print(f"{progress}  (+{time.monotonic() - started:.0f} s)" if shown else progress)
+            shown = progress
         if final == len(ids) or time.monotonic() > deadline:
-            print()
             return rows
-        time.sleep(0.5)
+        time.sleep(1.0)
 
 
 def peak_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
