@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("deploy", help="deploy the stack, migrations and the Chalice app")
     commands.add_parser("destroy", help="delete the Chalice app and the stack (keeps the data)")
+    commands.add_parser("url", help="print the deployed API's local URL")
     demo_parser = commands.add_parser("demo", help="send a bounded burst of tasks and report")
     demo.add_arguments(demo_parser)
     args = parser.parse_args(argv)
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Settings.from_env()
         if args.command == "deploy":
             print_deployment(pipeline.deploy(cfg))
+            return 0
+        if args.command == "url":
+            print(pipeline.api_url(cfg))
             return 0
         if args.command == "destroy":
             pipeline.destroy(cfg)

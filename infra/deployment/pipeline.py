@@ -60,6 +60,15 @@ def running_cloud(cfg: Settings) -> dict[str, Any]:
     return running
 
 
+def api_url(cfg: Settings) -> str:
+    """The local URL of the API `scripts/deploy` deployed, e.g. for `API=$(scripts/api-url)`."""
+    running = running_cloud(cfg)
+    if "api" not in running:
+        raise DeployError("the app is not deployed to this local cloud: run scripts/deploy")
+    url: str = running["api"]["url"]
+    return url
+
+
 def visibility_timeout(worker_timeout: int, requested: int | None) -> int:
     """6 x the worker's timeout unless a stage asks for less (tests, to reach the DLQ fast);
     never below the timeout itself, which AWS refuses."""
