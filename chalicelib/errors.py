@@ -43,3 +43,7 @@ class TaskFailed(TaskError):
 
 class SettingMissing(TaskError):
     """A required environment variable is missing or invalid; the deploy sets it."""
+
+
+class TaskDeferred(TaskFailed):
+    """Too little of the invocation's time is left to run the task: SQS retries it."""

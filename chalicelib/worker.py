@@ -18,13 +18,16 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chalicelib.errors import MalformedMessage, TaskFailed
+from chalicelib.errors import MalformedMessage, TaskDeferred, TaskFailed
 from chalicelib.model import TaskMessage
 from chalicelib.ports import TaskStore
 from chalicelib.sqs_queue import CORRELATION_ATTRIBUTE
 from chalicelib.task_types import TaskRunner
 
 logger = logging.getLogger(__name__)
+
+# Time a record needs beyond its task's own: two writes to the database, logging.
+MARGIN_MS = 1000
 
 
 class Worker:
@@ -61,7 +64,12 @@ class Worker:
         try:
             message = TaskMessage.parse(record.body, correlation_id)
             self._log.append_keys(task_id=str(message.task_id), task_type=message.type)
-            self._run(message, receive_count, lambda_context.aws_request_id)
+            self._run(
+                message,
+                receive_count,
+                lambda_context.aws_request_id,
+                lambda_context.get_remaining_time_in_millis(),
+            )
         except MalformedMessage:
             logger.exception(
                 "not a task message; after %d receives it goes to the DLQ", self._max_receives
@@ -70,11 +78,20 @@ class Worker:
         finally:
             self._log.remove_keys([*keys, "task_id", "task_type"])
 
-    def _run(self, message: TaskMessage, receive_count: int, request_id: str) -> None:
+    def _run(
+        self, message: TaskMessage, receive_count: int, request_id: str, remaining_ms: int
+    ) -> None:
         if not self._store.start_attempt(message, request_id):
             logger.info("task already finished: a redelivery, nothing to do")
             return
         try:
+            needed_ms = self._runner.estimated_ms(message.type, message.payload) + MARGIN_MS
+            if needed_ms > remaining_ms:
+                # Hand the record back rather than let the function time out: a timeout fails
+                # the whole batch, finished records included.
+                raise TaskDeferred(
+                    f"deferred: needs about {needed_ms} ms, {remaining_ms} ms left in this batch"
+                )
             result = self._runner.run(message.type, message.payload)
         except TaskFailed as e:
             final = receive_count >= self._max_receives

@@ -35,16 +35,6 @@ def app_module() -> ModuleType:
 
 
 @pytest.fixture
-def queue() -> InMemoryTaskQueue:
-    return InMemoryTaskQueue()
-
-
-@pytest.fixture
-def store() -> InMemoryTaskStore:
-    return InMemoryTaskStore()
-
-
-@pytest.fixture
 def client(
     app_module: ModuleType,
     queue: InMemoryTaskQueue,

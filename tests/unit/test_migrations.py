@@ -10,15 +10,6 @@ import pytest
 from deployment import migrations
 from deployment.migrations import MigrationError
 
-SECRET = {
-    "username": "app",
-    "password": "p@ss word'\\",
-    "engine": "postgres",
-    "host": "127.0.0.1",
-    "port": 15432,
-    "dbname": "app",
-}
-
 
 def write(directory: Path, *names: str) -> None:
     for name in names:

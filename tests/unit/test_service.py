@@ -13,16 +13,6 @@ from tests.fakes import InMemoryTaskQueue, InMemoryTaskStore
 
 
 @pytest.fixture
-def queue() -> InMemoryTaskQueue:
-    return InMemoryTaskQueue()
-
-
-@pytest.fixture
-def store() -> InMemoryTaskStore:
-    return InMemoryTaskStore()
-
-
-@pytest.fixture
 def service(queue: InMemoryTaskQueue, store: InMemoryTaskStore) -> TaskService:
     return TaskService(queue, store)
 

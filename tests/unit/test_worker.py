@@ -25,22 +25,18 @@ FAIL_ID = uuid.UUID("0b6f3c7e-4d0c-4f7a-9a43-1d7c1a5e0002")
 @dataclass
 class FakeContext:
     aws_request_id: str = "worker-req-1"
+    remaining_ms: int = 30_000
     function_name: str = "serverless-scaling-local-worker"
     memory_limit_in_mb: int = 128
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:worker"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms
 
 
 def event(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
     return loaded
-
-
-@pytest.fixture
-def store() -> InMemoryTaskStore:
-    return InMemoryTaskStore()
 
 
 @pytest.fixture
@@ -121,3 +117,14 @@ def test_log_lines_carry_the_correlation_id_and_task_id(
     assert done[0]["correlation_id"] == "req-abc"
     assert done[0]["task_id"] == str(ECHO_ID)
     logging.getLogger("chalicelib").handlers.clear()
+
+
+def test_a_task_that_would_outrun_the_invocation_goes_back_untried(
+    worker: Worker, store: InMemoryTaskStore
+) -> None:
+    # sqs_all_succeed holds echo, sleep 0 ms and cpu 10 rounds: each needs about 1 s of margin.
+    response = worker.handle(event("sqs_all_succeed"), FakeContext(remaining_ms=900))
+
+    assert len(response["batchItemFailures"]) == 3
+    assert {r.status for r in store.rows.values()} == {"retrying"}
+    assert all(r.error and r.error.startswith("deferred") for r in store.rows.values())
