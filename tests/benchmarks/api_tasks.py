@@ -14,8 +14,10 @@ The tasks are real echo tasks: the worker processes them. After sending, the ben
 (bounded: --drain-seconds) for them to reach `done` in PostgreSQL and reports how many did,
 and the drain rate (done tasks / (last finished_at - first accepted_at)).
 
-CPU per phase, from /proc (% of one core): LocalStack's own process; its children (the Lambda
-execution environments, API and worker); PostgreSQL and its backends; this client; the machine.
+CPU per phase, from /proc (% of one core): LocalStack's own process; its children, the Lambda
+execution environments of the API and of the worker; PostgreSQL and its backends; this client;
+the machine, and what of it none of these used (another program: the figures are then suspect).
+Also per phase: how many API environments there were, and how many started (cold) during it.
 
 Usage: scripts/bench-api [--requests N] [--threads N] [--batches N] [--rounds N] [--json PATH]
 (the local cloud must be up and the app deployed: scripts/localcloud up && scripts/deploy)
@@ -69,10 +71,9 @@ TARGET_RATIO = 0.8
 BATCH_SIZE = MAX_BATCH_TASKS
 
 NOOP, TASKS, BATCH = "no-op", "tasks", "batch"
-KINDS = (NOOP, TASKS, BATCH)
 ROUTES = {NOOP: ("GET", "whoami"), TASKS: ("POST", "tasks"), BATCH: ("POST", "tasks/batch")}
 JSON_HEADERS = {"Content-Type": "application/json"}
-CPU_GROUPS = ("localstack", "functions", "postgres", "client", "machine")
+CPU_GROUPS = ("localstack", "api", "worker", "postgres", "client", "machine")
 
 
 class BenchError(RuntimeError):
@@ -142,6 +143,8 @@ class Phase:
     rejected: int = 0
     seconds: float = 0.0
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    api_environments: int = 0  # the API function's execution environments at the end
+    api_cold_starts: int = 0  # environments of the API function started during the phase
 
     def record(self, outcome: Outcome) -> None:
         self.sent += 1
@@ -181,6 +184,8 @@ def combine(phases: Sequence[Phase], label: str) -> Phase:
         total.task_ids.extend(p.task_ids)
         total.rejected += p.rejected
         total.seconds += p.seconds
+        total.api_environments = p.api_environments
+        total.api_cold_starts += p.api_cold_starts
         for group, seconds in p.cpu_seconds.items():
             total.cpu_seconds[group] = total.cpu_seconds.get(group, 0.0) + seconds
     return total
@@ -215,12 +220,28 @@ def figures(phase: Phase) -> dict[str, Any]:
             "p95": percentile(lat, 0.95) if lat else None,
             "p99": percentile(lat, 0.99) if lat else None,
         },
-        "cpu_percent": {
-            group: 100 * phase.cpu_seconds[group] / phase.seconds
-            for group in CPU_GROUPS
-            if group in phase.cpu_seconds and phase.seconds > 0
-        },
+        "cpu_percent": cpu_percent(phase.cpu_seconds, phase.seconds),
+        "api_environments": phase.api_environments,
+        "api_cold_starts": phase.api_cold_starts,
+        # What one answered request costs the stack's bottleneck, LocalStack's own process.
+        "localstack_cpu_ms_per_request": (
+            1000 * phase.cpu_seconds["localstack"] / phase.ok
+            if "localstack" in phase.cpu_seconds and phase.ok
+            else None
+        ),
     }
+
+
+def cpu_percent(cpu_seconds: Mapping[str, float], seconds: float) -> dict[str, float]:
+    """% of one core per group over `seconds`, and "other": what the machine used beyond the
+    groups (another program on this machine, or processes that ended during the phase)."""
+    if seconds <= 0:
+        return {}
+    percent = {g: 100 * cpu_seconds[g] / seconds for g in CPU_GROUPS if g in cpu_seconds}
+    if "machine" in percent:
+        ours = sum(v for g, v in percent.items() if g != "machine")
+        percent["other"] = max(0.0, percent["machine"] - ours)
+    return percent
 
 
 def ratio(tasks: Phase, noop: Phase) -> float | None:
@@ -259,36 +280,79 @@ def descendants(parents: Mapping[int, int], root: int) -> set[int]:
     return found
 
 
-def cpu_snapshot(localstack_pid: int, postgres_pid: int | None) -> dict[str, float]:
-    """CPU seconds used so far by each group. Processes that exit between two snapshots drop
-    out of the difference (a Lambda environment that stopped), so groups are a lower bound."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            pid, parent, used = parse_stat(Path(entry.path, "stat").read_text())
-        except (OSError, ValueError, IndexError):
-            continue  # exited while we looked
-        parents[pid], ticks[pid] = parent, used
-    hz = os.sysconf("SC_CLK_TCK")
-    below_localstack = descendants(parents, localstack_pid) - {localstack_pid}
-    below_postgres = descendants(parents, postgres_pid) if postgres_pid else set()
-    cpu_line = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    jiffies = [int(v) for v in cpu_line[:8]]  # user nice system idle iowait irq softirq steal
-    busy = sum(jiffies) - jiffies[3] - jiffies[4]
+CpuSnapshot = dict[str, dict[int, float]]  # group -> pid -> CPU seconds used so far
+
+
+def function_name(environ: bytes) -> str | None:
+    """AWS_LAMBDA_FUNCTION_NAME from a /proc/<pid>/environ (NUL-separated NAME=value)."""
+    for item in environ.split(b"\0"):
+        name, _, value = item.partition(b"=")
+        if name == b"AWS_LAMBDA_FUNCTION_NAME":
+            return value.decode(errors="replace")
+    return None
+
+
+class CpuProbe:
+    """CPU seconds so far per group, from /proc: LocalStack's own process; the execution
+    environments (its child processes) of the API function and of the worker; PostgreSQL and
+    its backends; this client; the whole machine (all CPUs, as pid 0)."""
+
+    def __init__(
+        self,
+        localstack_pid: int,
+        postgres_pid: int | None,
+        api_function: str,
+        worker_function: str,
+    ) -> None:
+        self._localstack = localstack_pid
+        self._postgres = postgres_pid
+        self._groups = {api_function: "api", worker_function: "worker"}
+        self._functions: dict[int, str | None] = {}  # pid -> function name, read once
+
+    def _function_of(self, pid: int) -> str | None:
+        if pid not in self._functions:
+            try:
+                self._functions[pid] = function_name(Path(f"/proc/{pid}/environ").read_bytes())
+            except OSError:
+                return None
+        return self._functions[pid]
+
+    def snapshot(self) -> CpuSnapshot:
+        parents: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                pid, parent, used = parse_stat(Path(entry.path, "stat").read_text())
+            except (OSError, ValueError, IndexError):
+                continue  # exited while we looked
+            parents[pid], ticks[pid] = parent, used
+        hz = os.sysconf("SC_CLK_TCK")
+        snapshot: CpuSnapshot = {group: {} for group in CPU_GROUPS}
+        snapshot["localstack"] = {self._localstack: ticks.get(self._localstack, 0) / hz}
+        snapshot["client"] = {os.getpid(): ticks.get(os.getpid(), 0) / hz}
+        for pid in descendants(parents, self._localstack) - {self._localstack}:
+            group = self._groups.get(self._function_of(pid) or "")
+            if group is not None:
+                snapshot[group][pid] = ticks[pid] / hz
+        if self._postgres:
+            for pid in descendants(parents, self._postgres):
+                snapshot["postgres"][pid] = ticks.get(pid, 0) / hz
+        cpu_line = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        jiffies = [int(v) for v in cpu_line[:8]]  # user nice system idle iowait irq softirq steal
+        snapshot["machine"] = {0: (sum(jiffies) - jiffies[3] - jiffies[4]) / hz}
+        return snapshot
+
+
+def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds per group between two snapshots, process by process: a process started in
+    between counts from zero; one that ended in between (a stopped Lambda environment) is
+    missed for its last moments, so a group's figure is a lower bound."""
     return {
-        "localstack": ticks.get(localstack_pid, 0) / hz,
-        "functions": sum(ticks.get(p, 0) for p in below_localstack) / hz,
-        "postgres": sum(ticks.get(p, 0) for p in below_postgres) / hz,
-        "client": ticks.get(os.getpid(), 0) / hz,
-        "machine": busy / hz,
+        group: sum(used - before.get(group, {}).get(pid, 0.0) for pid, used in pids.items())
+        for group, pids in after.items()
     }
-
-
-def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    return {group: after[group] - before[group] for group in after if group in before}
 
 
 # --- sending
@@ -341,7 +405,7 @@ class Client:
         phase: Phase,
         numbers: Iterable[int],
         deadline: float,
-        cpu: Callable[[], dict[str, float]],
+        cpu: Callable[[], CpuSnapshot],
     ) -> Phase:
         """Send phase.planned requests from phase.threads threads, each sending its next one as
         soon as its previous one is answered; stop early at `deadline` (time.monotonic)."""
@@ -364,7 +428,10 @@ class Client:
         for worker in workers:
             worker.result()
         phase.seconds = time.perf_counter() - started
-        phase.cpu_seconds = cpu_delta(before, cpu())
+        after = cpu()
+        phase.cpu_seconds = cpu_delta(before, after)
+        phase.api_environments = len(after["api"])
+        phase.api_cold_starts = len(after["api"].keys() - before["api"].keys())
         return phase
 
     def close(self) -> None:
@@ -534,9 +601,15 @@ def fmt(value: float | None, spec: str = ".0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+COLUMNS = (*CPU_GROUPS, "other")
+OTHER_CPU_NOTE_PERCENT = 25.0
 HEADER = (
-    f"{'phase':<22}{'thr':>4}{'sent':>6}{'fail':>5}{'req/s':>8}{'tasks/s':>9}"
-    f"{'p50':>7}{'p95':>7}{'p99':>7}   {'LS%':>5}{'fn%':>5}{'pg%':>5}{'cli%':>5}{'all%':>5}"
+    f"{'phase':<26}{'thr':>4}{'sent':>6}{'fail':>5}{'req/s':>8}{'tasks/s':>9}"
+    f"{'p50':>7}{'p95':>7}{'p99':>7}   "
+    + "".join(
+        f"{name:>5}"
+        for name in ("LS%", "api%", "wrk%", "pg%", "cli%", "all%", "oth%", "envs", "cold")
+    )
 )
 
 
@@ -546,10 +619,11 @@ def table_row(f: Mapping[str, Any]) -> str:
     if f["sent"] < f["planned"]:
         name += "*"
     return (
-        f"{name:<22}{f['threads']:>4}{f['sent']:>6}{f['failed']:>5}"
+        f"{name:<26}{f['threads']:>4}{f['sent']:>6}{f['failed']:>5}"
         f"{f['requests_per_s']:>8.1f}{f['tasks_per_s']:>9.1f}"
         f"{fmt(lat['p50']):>7}{fmt(lat['p95']):>7}{fmt(lat['p99']):>7}   "
-        + "".join(f"{fmt(cpu.get(g)):>5}" for g in CPU_GROUPS)
+        + "".join(f"{fmt(cpu.get(g)):>5}" for g in COLUMNS)
+        + f"{f['api_environments']:>5}{f['api_cold_starts']:>5}"
     )
 
 
@@ -566,58 +640,142 @@ def describe_failures(f: Mapping[str, Any]) -> str | None:
     return f"  {f['route']} {f['label']}: " + "; ".join(parts)
 
 
+@dataclass
+class Measured:
+    warmups: list[Phase]
+    rounds: list[tuple[Phase, Phase]]  # (no-op, POST /tasks), in the order they ran
+    batch: Phase
+
+    @property
+    def phases(self) -> list[Phase]:
+        return [p for pair in self.rounds for p in pair] + [self.batch]
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [i for p in self.warmups + self.phases for i in p.task_ids]
+
+
+def measure(args: argparse.Namespace, client: Client, cpu: Callable[[], CpuSnapshot]) -> Measured:
+    """Warm-up, then --rounds of (no-op, POST /tasks), then the batches; one deadline for all."""
+    threads, batch_threads = args.threads, min(args.threads, args.batches)
+    numbers = itertools.count()  # payload "i": unique across the run
+    deadline = time.monotonic() + args.max_seconds
+
+    def phase(kind: str, label: str, width: int, count: int) -> Phase:
+        return client.run(Phase(kind, label, width, count), numbers, deadline, cpu)
+
+    warmups = []
+    if args.warmup:
+        batches = min(args.warmup, WARMUP_BATCHES)
+        print(
+            f"Warm-up, not counted (cold starts excluded): {args.warmup} x GET whoami, "
+            f"{args.warmup} x POST tasks, {batches} x POST tasks/batch"
+        )
+        warmups = [
+            phase(NOOP, "warm-up", threads, args.warmup),
+            phase(TASKS, "warm-up", threads, args.warmup),
+            phase(BATCH, "warm-up", batch_threads, batches),
+        ]
+    rounds = []
+    for r in range(1, args.rounds + 1):
+        print(f"Round {r}/{args.rounds}: {args.requests} x GET whoami, then POST tasks")
+        noop = phase(NOOP, f"r{r}", threads, args.requests)
+        rounds.append((noop, phase(TASKS, f"r{r}", threads, args.requests)))
+    print(f"Batches: {args.batches} x POST tasks/batch ({BATCH_SIZE} tasks each)")
+    return Measured(warmups, rounds, phase(BATCH, "", batch_threads, args.batches))
+
+
+def print_table(m: Measured) -> None:
+    noop_all = combine([n for n, _ in m.rounds], "all")
+    tasks_all = combine([t for _, t in m.rounds], "all")
+    print(
+        "\nResults: rates count 2xx answers per second of the phase; latency ms of 2xx "
+        "answers; CPU % of one core over the phase (LS LocalStack's own process, api / wrk the "
+        "API's / the worker's Lambda environments, pg PostgreSQL, cli this client, all the "
+        f"machine: {100 * (os.cpu_count() or 1)}% max, oth the rest of it); envs: the API "
+        "function's environments at the phase's end, cold: how many of them started during it"
+    )
+    print(HEADER)
+    for p in [*m.warmups, *m.phases[:-1], noop_all, tasks_all, m.batch]:
+        print(table_row(figures(p)))
+    if any(p.cut_short for p in m.phases):
+        print("  * cut short by --max-seconds: fewer requests sent than planned")
+    busy = [
+        f"{p.kind} {p.label}".strip()
+        for p in m.phases
+        if figures(p)["cpu_percent"].get("other", 0.0) > OTHER_CPU_NOTE_PERCENT
+    ]
+    if busy:
+        print(
+            f"  note: other programs used more than {OTHER_CPU_NOTE_PERCENT:.0f}% of a core "
+            f"during {', '.join(busy)}: the machine was shared, figures may be low"
+        )
+    cold = sum(p.api_cold_starts for p in m.phases)
+    if cold:
+        print(
+            f"  note: {cold} API environments started during measured phases: their cold "
+            "starts are inside the figures (LocalStack starts one when a request finds no idle "
+            "environment, e.g. one that has answered but not yet asked for its next event)"
+        )
+    print("\nFailures (non-2xx, transport errors, rejected tasks):")
+    lines = [describe_failures(figures(p)) for p in m.warmups + m.phases]
+    print("\n".join(line for line in lines if line) or "  none")
+
+
+def print_ratios(m: Measured, threads: int) -> dict[str, Any]:
+    noop_all = combine([n for n, _ in m.rounds], "all")
+    tasks_all = combine([t for _, t in m.rounds], "all")
+    per_round = [ratio(t, n) for n, t in m.rounds]
+    overall = ratio(tasks_all, noop_all)
+    print("\nPOST /tasks req/s over no-op req/s:")
+    for r, value in enumerate(per_round, 1):
+        print(f"  round {r}: {fmt(value, '.2f')}x")
+    print(f"  overall: {fmt(overall, '.2f')}x")
+    noop_f, tasks_f, batch_f = figures(noop_all), figures(tasks_all), figures(m.batch)
+    print(
+        "LocalStack's own CPU per 2xx request, ms: "
+        f"no-op {fmt(noop_f['localstack_cpu_ms_per_request'], '.1f')}, "
+        f"POST /tasks {fmt(tasks_f['localstack_cpu_ms_per_request'], '.1f')}, "
+        f"POST /tasks/batch {fmt(batch_f['localstack_cpu_ms_per_request'], '.1f')}"
+    )
+    single = tasks_f["tasks_per_s"]
+    print(
+        f"Tasks accepted per second: POST /tasks {single:.1f}/s ({threads} threads), "
+        f"POST /tasks/batch {batch_f['tasks_per_s']:.1f}/s ({m.batch.threads} threads, "
+        f"{BATCH_SIZE} per request: {batch_f['requests_per_s']:.2f} req/s)"
+        + (f", {batch_f['tasks_per_s'] / single:.1f}x" if single > 0 else "")
+    )
+    return {
+        "no-op": noop_f,
+        "tasks": tasks_f,
+        "batch": batch_f,
+        "ratio": {"per_round": per_round, "overall": overall, "target": TARGET_RATIO},
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     running = load_running()
     base = running["api"]["url"]
     if not base.endswith("/"):
         base += "/"
     validate(args, base)
-    localstack_pid = int(running["localstack"]["pid"])
     postgres_pid = running.get("postgres", {}).get("pid")
-
-    def cpu() -> dict[str, float]:
-        return cpu_snapshot(localstack_pid, int(postgres_pid) if postgres_pid else None)
-
-    threads, batch_threads = args.threads, min(args.threads, args.batches)
-    numbers = itertools.count()  # payload "i": unique across the run
-    deadline = time.monotonic() + args.max_seconds
-    client = Client(base, threads)
+    probe = CpuProbe(
+        int(running["localstack"]["pid"]),
+        int(postgres_pid) if postgres_pid else None,
+        running["api"]["api_function"],
+        running["api"]["worker_function"],
+    )
+    client = Client(base, args.threads)
     print(f"API benchmark against {base} ({os.cpu_count()} CPUs here, shared with the stack)")
     print(f"  before: {queue_state(client)}")
-    warmups: list[Phase] = []
-    rounds: list[tuple[Phase, Phase]] = []
     try:
-        if args.warmup:
-            print(
-                f"Warm-up, not counted (cold starts excluded): {args.warmup} x GET whoami, "
-                f"{args.warmup} x POST tasks, {min(args.warmup, WARMUP_BATCHES)} x POST tasks/batch"
-            )
-            for kind, count, width in (
-                (NOOP, args.warmup, threads),
-                (TASKS, args.warmup, threads),
-                (BATCH, min(args.warmup, WARMUP_BATCHES), batch_threads),
-            ):
-                warmups.append(
-                    client.run(Phase(kind, "warm-up", width, count), numbers, deadline, cpu)
-                )
-        for r in range(1, args.rounds + 1):
-            print(f"Round {r}/{args.rounds}: {args.requests} x GET whoami, then POST tasks")
-            noop = client.run(Phase(NOOP, f"r{r}", threads, args.requests), numbers, deadline, cpu)
-            tasks = client.run(
-                Phase(TASKS, f"r{r}", threads, args.requests), numbers, deadline, cpu
-            )
-            rounds.append((noop, tasks))
-        print(f"Batches: {args.batches} x POST tasks/batch ({BATCH_SIZE} tasks each)")
-        batch = client.run(Phase(BATCH, "", batch_threads, args.batches), numbers, deadline, cpu)
+        m = measure(args, client, probe.snapshot)
     finally:
         client.close()
 
-    noop_all = combine([n for n, _ in rounds], "all")
-    tasks_all = combine([t for _, t in rounds], "all")
-    measured = [p for pair in rounds for p in pair] + [batch]
-    task_ids = [i for p in warmups + measured for i in p.task_ids]
-
     drain = None
+    task_ids = m.task_ids
     if args.drain_seconds > 0 and task_ids:
         print(
             f"Waiting up to {args.drain_seconds:.0f} s for the {len(task_ids)} accepted tasks "
@@ -625,39 +783,8 @@ def run(args: argparse.Namespace) -> int:
         )
         drain = wait_for_drain(running, task_ids, args.drain_seconds)
 
-    rows = [figures(p) for p in measured[:-1]] + [figures(noop_all), figures(tasks_all)]
-    batch_f = figures(batch)
-    print(
-        f"\nResults: rates count 2xx answers per second of the phase; latency ms of 2xx "
-        f"answers; CPU % of one core over the phase (LS LocalStack, fn its Lambda "
-        f"environments, pg PostgreSQL, cli this client, all the machine: "
-        f"{100 * (os.cpu_count() or 1)}% max)"
-    )
-    print(HEADER)
-    for f in rows:
-        print(table_row(f))
-    print(table_row(batch_f))
-    if any(p.cut_short for p in measured):
-        print("  * cut short by --max-seconds: fewer requests sent than planned")
-
-    print("\nFailures (non-2xx, transport errors, rejected tasks):")
-    lines = [d for d in map(describe_failures, [figures(p) for p in warmups] + rows) if d]
-    lines += [d for d in [describe_failures(batch_f)] if d]
-    print("\n".join(lines) if lines else "  none")
-
-    per_round = [ratio(t, n) for n, t in rounds]
-    overall = ratio(tasks_all, noop_all)
-    print("\nPOST /tasks req/s over no-op req/s:")
-    for r, value in enumerate(per_round, 1):
-        print(f"  round {r}: {fmt(value, '.2f')}x")
-    print(f"  overall: {fmt(overall, '.2f')}x")
-    single = rate(len(tasks_all.task_ids), tasks_all.seconds)
-    print(
-        f"Tasks accepted per second: POST /tasks {single:.1f}/s ({threads} threads), "
-        f"POST /tasks/batch {batch_f['tasks_per_s']:.1f}/s ({batch_threads} threads, "
-        f"{BATCH_SIZE} per request: {batch_f['requests_per_s']:.2f} req/s)"
-        + (f", {batch_f['tasks_per_s'] / single:.1f}x" if single > 0 else "")
-    )
+    print_table(m)
+    summary = print_ratios(m, args.threads)
     if drain is not None:
         print(
             f"Drain: {drain.done} of {drain.total} tasks done ({drain.to_json()['missing']} "
@@ -666,23 +793,20 @@ def run(args: argparse.Namespace) -> int:
             "finished_at (the worker drains while the phases run, sharing the CPU)"
         )
     print(f"  after: {queue_state(client)}")
-    print(verdict(overall, threads))
+    print(verdict(summary["ratio"]["overall"], args.threads))
 
     if args.json is not None:
         report = {
             "api_url": base,
             "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "warmup": [figures(p) for p in warmups],
-            "rounds": [{"no-op": figures(n), "tasks": figures(t)} for n, t in rounds],
-            "no-op": figures(noop_all),
-            "tasks": figures(tasks_all),
-            "batch": batch_f,
-            "ratio": {"per_round": per_round, "overall": overall, "target": TARGET_RATIO},
+            "warmup": [figures(p) for p in m.warmups],
+            "rounds": [{"no-op": figures(n), "tasks": figures(t)} for n, t in m.rounds],
+            **summary,
             "drain": drain.to_json() if drain is not None else None,
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"Figures written to {args.json}")
-    failed = sum(p.failed + p.rejected for p in warmups + measured)
+    failed = sum(p.failed + p.rejected for p in m.warmups + m.phases)
     return 1 if failed else 0
 
 

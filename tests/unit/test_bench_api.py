@@ -22,6 +22,7 @@ from tests.benchmarks.api_tasks import (
     cpu_delta,
     descendants,
     figures,
+    function_name,
     parse_stat,
     ratio,
     request_body,
@@ -100,17 +101,21 @@ def test_figures_are_rates_over_the_phase_and_percentiles_of_ok_latencies() -> N
 
     assert f["requests_per_s"] == 2.0 and f["tasks_per_s"] == 2.0
     assert f["latency_ms"] == {"p50": 25.0, "p95": 40.0, "p99": 40.0}
-    assert f["cpu_percent"] == {"localstack": 50.0, "machine": 150.0}
+    assert f["cpu_percent"] == {"localstack": 50.0, "machine": 150.0, "other": 100.0}
+    assert f["localstack_cpu_ms_per_request"] == 250.0
     assert f["route"] == "POST tasks" and f["failed"] == 0
 
 
 def test_rounds_combine_over_their_total_time() -> None:
     one = Phase(NOOP, "r1", 8, 10, sent=10, ok=10, seconds=1.0, cpu_seconds={"client": 0.1})
     two = Phase(NOOP, "r2", 8, 10, sent=10, ok=10, seconds=3.0, cpu_seconds={"client": 0.3})
+    one.api_environments, one.api_cold_starts = 7, 7
+    two.api_environments, two.api_cold_starts = 8, 1
 
     both = combine([one, two], "all")
 
     assert (both.sent, both.ok, both.planned, both.seconds) == (20, 20, 20, 4.0)
+    assert (both.api_environments, both.api_cold_starts) == (8, 8)
     assert both.cpu_seconds == {"client": pytest.approx(0.4)}
     assert figures(both)["requests_per_s"] == 5.0
 
@@ -138,8 +143,18 @@ def test_descendants_follow_the_parent_links_down_only() -> None:
     assert descendants(parents, 30) == {30}
 
 
-def test_cpu_delta_keeps_the_groups_both_snapshots_have() -> None:
-    assert cpu_delta({"a": 1.0, "b": 2.0}, {"a": 1.5, "c": 9.0}) == {"a": 0.5}
+def test_a_processs_function_is_read_from_its_environment() -> None:
+    environ = b"PATH=/bin\0AWS_LAMBDA_FUNCTION_NAME=svc-local-worker\0_HANDLER=app.worker\0"
+
+    assert function_name(environ) == "svc-local-worker"
+    assert function_name(b"PATH=/bin\0") is None
+
+
+def test_cpu_is_counted_process_by_process_so_an_ended_one_takes_nothing_away() -> None:
+    before = {"functions": {10: 5.0, 11: 7.0}, "machine": {0: 100.0}}
+    after = {"functions": {10: 5.5, 12: 0.25}, "machine": {0: 101.5}}  # 11 ended, 12 started
+
+    assert cpu_delta(before, after) == {"functions": 0.75, "machine": 1.5}
 
 
 def test_the_defaults_are_valid_on_loopback() -> None:
