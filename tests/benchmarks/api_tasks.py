@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import os
@@ -36,7 +37,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -552,6 +553,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"wait this long at most for the tasks to be done (0 skips; <= "
         f"{MAX_DRAIN_SECONDS:.0f})",
     )
+    parser.add_argument(
+        "--pause-worker",
+        action="store_true",
+        help="disable the SQS mapping while measuring, so LocalStack serves only the API "
+        "(the handler's own cost); the worker drains afterwards",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
 
 
@@ -753,6 +760,27 @@ def print_ratios(m: Measured, threads: int) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def worker_paused(running: Mapping[str, Any], pause: bool) -> Iterator[None]:
+    """Disable the worker's SQS mapping for the block (and enable it again, whatever happens)."""
+    if not pause:
+        yield
+        return
+    lambda_client = client_for_running(running, "lambda")
+    mapping = running["api"]["event_source_mapping"]
+    lambda_client.update_event_source_mapping(UUID=mapping, Enabled=False)
+    deadline = time.monotonic() + 30
+    while lambda_client.get_event_source_mapping(UUID=mapping)["State"] != "Disabled":
+        if time.monotonic() > deadline:
+            raise BenchError(f"the SQS mapping {mapping} did not stop within 30 s")
+        time.sleep(0.2)
+    print("  the worker's SQS mapping is disabled while measuring (--pause-worker)")
+    try:
+        yield
+    finally:
+        lambda_client.update_event_source_mapping(UUID=mapping, Enabled=True)
+
+
 def run(args: argparse.Namespace) -> int:
     running = load_running()
     base = running["api"]["url"]
@@ -770,7 +798,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"API benchmark against {base} ({os.cpu_count()} CPUs here, shared with the stack)")
     print(f"  before: {queue_state(client)}")
     try:
-        m = measure(args, client, probe.snapshot)
+        with worker_paused(running, args.pause_worker):
+            m = measure(args, client, probe.snapshot)
     finally:
         client.close()
 

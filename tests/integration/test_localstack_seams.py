@@ -33,6 +33,9 @@ CHECKS = textwrap.dedent(
     patches.tolerate_deleting_failed_functions()
     patches.wake_the_server_loop_on_shutdown()
     patches.answer_function_updates_once_done()
+    patches.stop_per_invoke_lambda_metrics()
+    from localstack.services.lambda_.invocation import version_manager
+    assert version_manager.record_cw_metric_invocation is patches._publish_nothing
     patched = {p.name for p in Patch.applied_patches}
     assert {"stop_version", "shutdown", "update_version"} <= patched, patched
     print("seams ok")

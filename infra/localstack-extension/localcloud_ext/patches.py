@@ -98,3 +98,23 @@ def answer_function_updates_once_done() -> None:
         except Exception:  # a failed update is reported through LastUpdateStatus, as before
             LOG.debug("update of %s did not finish cleanly", new_version.qualified_arn)
         return done
+
+
+@hooks.on_infra_start()
+def stop_per_invoke_lambda_metrics() -> None:
+    """After every invoke LocalStack starts a thread that publishes one `Invocations` or `Errors`
+    datapoint through a boto3 client into its CloudWatch store: 16% of LocalStack's CPU under
+    API load (py-spy), for metrics nothing here reads. The local cloud publishes AWS/Lambda
+    metrics itself, aggregated per second (the scaling issue), so these would count twice."""
+    from localstack.services.lambda_.invocation import version_manager
+
+    for name in ("record_cw_metric_invocation", "record_cw_metric_error"):
+        current = getattr(version_manager, name, None)
+        if current is None:
+            raise SeamMoved(f"localstack...version_manager.{name} is gone")
+        require_parameters(current, ["function_name", "account_id", "region_name"])
+        setattr(version_manager, name, _publish_nothing)
+
+
+def _publish_nothing(function_name: str, account_id: str, region_name: str) -> None:
+    """Stands in for LocalStack's per-invoke metric publication."""
