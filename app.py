@@ -112,9 +112,7 @@ def submit_task() -> Response:
 def submit_batch() -> Response:
     requests = validation.parse_batch(_request().raw_body)
     submissions = deps.service.submit(requests, _correlation_id())
-    if not any(s.accepted for s in submissions) and all(
-        s.outcome == "rejected" for s in submissions
-    ):
+    if all(s.outcome == "rejected" for s in submissions):
         raise DependencyUnavailable("SQS did not accept the tasks; nothing was kept, retry")
     results = [_submission_json(s) for s in submissions]
     return Response(

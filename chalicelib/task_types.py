@@ -93,7 +93,14 @@ class TaskRunner:
         return 0
 
     def run(self, task_type: str, payload: Payload) -> Payload:
-        """The task's result; TaskFailed when the task fails."""
+        """The task's result; TaskFailed when the task fails, or when the message holds what
+        the API would have refused (a message sent to the queue by other means)."""
+        if task_type not in VALIDATORS:
+            raise TaskFailed(f"unknown task type {task_type!r}")
+        try:
+            validate_payload(task_type, payload)
+        except InvalidRequest as e:
+            raise TaskFailed(f"invalid payload: {e}") from e
         if task_type == "echo":
             return {"echo": payload}
         if task_type == "sleep":
@@ -110,4 +117,4 @@ class TaskRunner:
             if self.random() < payload["failure_rate"]:
                 raise TaskFailed(f"flaky task failed (failure_rate {payload['failure_rate']})")
             return {"survived_failure_rate": payload["failure_rate"]}
-        raise TaskFailed(f"unknown task type {task_type!r}")
+        raise AssertionError(f"{task_type} is validated but not run")

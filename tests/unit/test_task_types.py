@@ -39,3 +39,13 @@ def test_flaky_fails_below_its_failure_rate_only() -> None:
     with pytest.raises(TaskFailed):
         TaskRunner(random=lambda: 0.29).run("flaky", {"failure_rate": 0.3})
     assert TaskRunner(random=lambda: 0.3).run("flaky", {"failure_rate": 0.3})
+
+
+@pytest.mark.parametrize(
+    ("task_type", "payload"), [("teleport", {}), ("sleep", {}), ("cpu", {"rounds": "many"})]
+)
+def test_a_message_the_api_would_refuse_fails_as_a_task(
+    task_type: str, payload: dict[str, object]
+) -> None:
+    with pytest.raises(TaskFailed):
+        TaskRunner().run(task_type, payload)
