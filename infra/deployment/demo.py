@@ -21,6 +21,7 @@ import psycopg
 import requests
 from psycopg.rows import dict_row
 
+from chalicelib.model import FINAL_STATUSES
 from chalicelib.postgres_store import conninfo_from_secret, read_secret
 from localcloud import endpoints
 from localcloud.aws import client_for_running
@@ -29,7 +30,6 @@ from localcloud.settings import Settings
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MAX_TASKS = 5000
 MAX_SECONDS = 300.0
-FINAL = ("done", "failed")
 Connection = psycopg.Connection[dict[str, Any]]
 # The default mix: mostly quick tasks, some that hold a worker for a moment.
 MIX: list[tuple[float, dict[str, Any]]] = [
@@ -209,7 +209,7 @@ def wait_for_drain(connection: Connection, ids: list[str], deadline: float) -> l
     while True:
         rows = task_rows(connection, ids)
         counts = collections.Counter(r["status"] for r in rows)
-        final = counts["done"] + counts["failed"]
+        final = sum(counts[status] for status in FINAL_STATUSES)
         progress = f"  drained {final}/{len(ids)}: {dict(sorted(counts.items()))}"
         if progress != shown:
             print(f"{progress}  (+{time.monotonic() - started:.0f} s)" if shown else progress)
@@ -267,6 +267,7 @@ def run(cfg: Settings, args: argparse.Namespace) -> int:
     with database(running) as connection:
         rows = wait_for_drain(connection, sent.accepted, deadline)
     by_status = collections.Counter(r["status"] for r in rows)
+    pending = len(rows) - sum(by_status[status] for status in FINAL_STATUSES)
     end_to_end = [
         (r["finished_at"] - r["accepted_at"]).total_seconds() * 1000
         for r in rows
@@ -282,7 +283,7 @@ def run(cfg: Settings, args: argparse.Namespace) -> int:
     print(f"  rows: {len(rows)} (one per accepted task: {len(rows) == len(sent.accepted)})")
     print(
         f"  processed (done): {by_status['done']}, failed: {by_status['failed']}, "
-        f"still in progress: {len(rows) - by_status['done'] - by_status['failed']}"
+        f"still in progress: {pending}"
     )
     print(f"  dead-letter queue: {dead_letters} message(s)")
     print(f"  end-to-end ms (accepted -> row done): {percentiles(end_to_end)}")
@@ -307,6 +308,5 @@ Where to look next (awslocal is in .venv/bin: `source .venv/bin/activate`):
   awslocal logs tail /aws/lambda/{worker} --since 10m
   scripts/localcloud status   (what runs, where; endpoints in {cfg.endpoints_file})
   scripts/localcloud down     (stop everything)""")
-    pending = len(rows) - by_status["done"] - by_status["failed"]
     rejected = sum(n for code, n in sent.statuses.items() if code != 202)
     return 1 if rejected or sent.errors or pending or len(rows) != len(sent.accepted) else 0
