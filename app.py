@@ -32,8 +32,10 @@ from chalicelib.service import Submission
 from chalicelib.settings import WorkerTrigger
 from chalicelib.wiring import Dependencies
 
-app = Chalice(app_name="serverless-scaling")
-log = Logger()  # structured JSON logs; service name from POWERTOOLS_SERVICE_NAME
+# Logs are Powertools' structured JSON. Chalice's own handler would sit on the same logger
+# (named after the app, as is the service) and print every line a second time, unstructured.
+app = Chalice(app_name="serverless-scaling", configure_logs=False)
+log = Logger()  # service name from POWERTOOLS_SERVICE_NAME
 copy_config_to_registered_loggers(source_logger=log, include={"chalicelib"})
 deps = Dependencies(log)
 trigger = WorkerTrigger.from_env()  # at import: `chalice deploy` reads the trigger from it

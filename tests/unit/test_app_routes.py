@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -23,13 +25,17 @@ from tests.unit.test_app_settings import TRIGGER
 from tests.unit.test_worker import event
 
 JSON = {"Content-Type": "application/json"}
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def app_module() -> ModuleType:
-    """app.py reads the SQS trigger's settings when imported, as `chalice deploy` does."""
+    """app.py imported with the `local` stage's environment, as Chalice imports it (it reads
+    the SQS trigger's settings at import)."""
+    config = json.loads((REPO / ".chalice" / "config.json").read_text())
+    environment = config["stages"]["local"]["environment_variables"]
     with pytest.MonkeyPatch.context() as env:
-        for name, value in TRIGGER.items():
+        for name, value in {**environment, **TRIGGER}.items():
             env.setenv(name, value)
         return importlib.import_module("app")
 
@@ -222,3 +228,15 @@ def test_the_worker_function_answers_with_a_partial_batch_response(
         "batchItemFailures": [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}]
     }
     assert sorted(r.status for r in store.rows.values()) == ["done", "retrying"]
+
+
+def test_chalicelib_logs_only_through_powertools_json_formatter(app_module: ModuleType) -> None:
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    handlers = [  # pytest adds its own capture handlers: not ours to check
+        h for h in logging.getLogger("chalicelib").handlers if "_pytest" not in type(h).__module__
+    ]
+
+    assert handlers  # configured by app.py, not left to propagate
+    # Chalice's plain "name - LEVEL - message" handler would print every line twice.
+    assert all(isinstance(h.formatter, LambdaPowertoolsFormatter) for h in handlers)
