@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from chalicelib import settings as app_settings
+from chalicelib.errors import SettingMissing
 from chalicelib.postgres_store import conninfo_from_secret, read_secret
 from deployment import chalice_stage, migrations, stack
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
@@ -58,6 +59,17 @@ def running_cloud(cfg: Settings) -> dict[str, Any]:
             "run scripts/localcloud up"
         )
     return running
+
+
+def check_stage_settings(project: Path, stage: str) -> None:
+    """The trigger's settings (WORKER_* in the stage's environment_variables) as the app will
+    read them, before anything is created: a bad value stops the deploy with what to fix."""
+    environment = chalice_stage.stage_config(project, stage).get("environment_variables", {})
+    try:
+        # The queue's name comes from the stack, later: any name does for this check.
+        app_settings.WorkerTrigger.from_env({app_settings.TASK_QUEUE_NAME: "-", **environment})
+    except SettingMissing as e:
+        raise DeployError(f"{chalice_stage.config_path(project)}, stage {stage!r}: {e}") from e
 
 
 def api_url(cfg: Settings) -> str:
@@ -108,6 +120,7 @@ def deploy(
 ) -> StageDeployment:
     """Deploy `stage` of the app in `project`; `record` puts its URLs in endpoints.json."""
     running = running_cloud(cfg)
+    check_stage_settings(project, stage)
     timings: dict[str, float] = {}
     worker_timeout = chalice_stage.function_timeout(project, stage, WORKER)
     visibility = visibility_timeout(worker_timeout, visibility_timeout_seconds)

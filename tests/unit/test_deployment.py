@@ -1,10 +1,12 @@
 """Deploy bookkeeping and the demo's guards, without a local cloud."""
 
 import argparse
+import json
+from pathlib import Path
 
 import pytest
 
-from deployment import chalice_stage, demo
+from deployment import chalice_stage, demo, pipeline
 
 FUNCTION = "serverless-scaling-local"
 
@@ -96,3 +98,34 @@ def test_peak_overlap_counts_batches_running_at_once() -> None:
     spans = [(at(0), at(2)), (at(1), at(3)), (at(1.5), at(1.6)), (at(5), at(6))]
 
     assert demo.peak_overlap(spans) == 3
+
+
+def stage_project(tmp_path: Path, **environment: str) -> Path:
+    (tmp_path / ".chalice").mkdir()
+    stage = {"environment_variables": environment}
+    config = {"version": "2.0", "app_name": "x", "stages": {"local": stage}}
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_a_bad_trigger_setting_stops_the_deploy_naming_the_fix(tmp_path: Path) -> None:
+    project = stage_project(
+        tmp_path,
+        WORKER_BATCH_SIZE="10",
+        WORKER_BATCHING_WINDOW_SECONDS="0",
+        WORKER_MAX_CONCURRENCY="1",
+    )
+
+    with pytest.raises(chalice_stage.DeployError, match="WORKER_MAX_CONCURRENCY=1: must be"):
+        pipeline.check_stage_settings(project, "local")
+
+
+def test_the_projects_own_stage_settings_pass() -> None:
+    pipeline.check_stage_settings(chalice_stage.PROJECT_ROOT, "local")
+
+
+def test_visibility_timeout_is_six_times_the_worker_timeout_and_never_below_it() -> None:
+    assert pipeline.visibility_timeout(30, None) == 180
+    assert pipeline.visibility_timeout(3, 3) == 3
+    with pytest.raises(chalice_stage.DeployError, match="below the worker's timeout"):
+        pipeline.visibility_timeout(30, 29)
