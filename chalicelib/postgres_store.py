@@ -138,13 +138,17 @@ class PostgresTaskStore(TaskStore):
                     for t in tasks
                     if t.id not in created and t.idempotency_key is not None
                 ]
-                earlier = {
-                    row["idempotency_key"]: _task(row)
-                    for row in conn.execute(
-                        f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ANY(%s)",
-                        (earlier_keys,),
-                    ).fetchall()
-                }
+                earlier = (
+                    {
+                        row["idempotency_key"]: _task(row)
+                        for row in conn.execute(
+                            f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ANY(%s)",
+                            (earlier_keys,),
+                        ).fetchall()
+                    }
+                    if earlier_keys  # the usual case: every task was new, no second query
+                    else {}
+                )
             admissions = []
             for t in tasks:
                 if t.id in created:
