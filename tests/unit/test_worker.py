@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,20 @@ def test_a_store_outage_sends_the_whole_batch_back(
     assert len(response["batchItemFailures"]) == 3
 
 
+@pytest.fixture
+def chalicelib_logger() -> Iterator[logging.Logger]:
+    """The `chalicelib` logger, put back as it was afterwards (a test reconfigures it)."""
+    logger = logging.getLogger("chalicelib")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield logger
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
 def test_log_lines_carry_the_correlation_id_and_task_id(
-    store: InMemoryTaskStore, capsys: pytest.CaptureFixture[str]
+    store: InMemoryTaskStore,
+    capsys: pytest.CaptureFixture[str],
+    chalicelib_logger: logging.Logger,
 ) -> None:
     from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
@@ -116,7 +129,6 @@ def test_log_lines_carry_the_correlation_id_and_task_id(
     assert done, lines
     assert done[0]["correlation_id"] == "req-abc"
     assert done[0]["task_id"] == str(ECHO_ID)
-    logging.getLogger("chalicelib").handlers.clear()
 
 
 def test_a_task_that_would_outrun_the_invocation_goes_back_untried(
