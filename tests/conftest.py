@@ -85,8 +85,6 @@ def local_cloud(localcloud_settings: Settings) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def database_conninfo(local_cloud: dict[str, Any]) -> str:
     """The app database's conninfo, with the credentials from the local cloud's RDS secret."""
-    from chalicelib.postgres_store import conninfo_from_secret, read_secret
-    from localcloud.aws import client_for_running
+    from deployment import database
 
-    secretsmanager = client_for_running(local_cloud, "secretsmanager")
-    return conninfo_from_secret(read_secret(secretsmanager, local_cloud["postgres"]["secret_name"]))
+    return database.conninfo(local_cloud)

@@ -22,7 +22,7 @@ import requests
 from psycopg.rows import dict_row
 
 from chalicelib.model import FINAL_STATUSES
-from chalicelib.postgres_store import conninfo_from_secret, read_secret
+from deployment import database as app_database
 from localcloud import endpoints
 from localcloud.aws import client_for_running
 from localcloud.settings import Settings
@@ -184,11 +184,8 @@ def percentiles(samples: list[float]) -> str:
 
 @contextmanager
 def database(running: dict[str, Any]) -> Iterator[Connection]:
-    secret = read_secret(
-        client_for_running(running, "secretsmanager"), running["postgres"]["secret_name"]
-    )
     with psycopg.connect(
-        conninfo_from_secret(secret), autocommit=True, row_factory=dict_row
+        app_database.conninfo(running), autocommit=True, row_factory=dict_row
     ) as connection:
         yield connection
 

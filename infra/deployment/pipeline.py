@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 
 from chalicelib import settings as app_settings
 from chalicelib.errors import SettingMissing
-from chalicelib.postgres_store import conninfo_from_secret, read_secret
-from deployment import chalice_stage, migrations, stack
+from deployment import chalice_stage, database, migrations, stack
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
 from localcloud import endpoints
 from localcloud.aws import client_for_running
@@ -139,10 +138,9 @@ def deploy(
         )
 
     with _step(timings, "database migrations"):
-        secret = read_secret(
-            client_for_running(running, "secretsmanager"), outputs["DatabaseSecretId"]
-        )
-        applied = migrations.apply_migrations(conninfo_from_secret(secret))
+        # The secret the stack references: the one the functions will read.
+        conninfo = database.conninfo(running, outputs["DatabaseSecretId"])
+        applied = migrations.apply_migrations(conninfo)
         logger.info("applied %s", ", ".join(applied) if applied else "nothing: up to date")
 
     environment = {variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()}

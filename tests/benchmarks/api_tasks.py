@@ -47,8 +47,8 @@ from urllib.parse import urlparse
 import psycopg
 import requests
 
-from chalicelib.postgres_store import conninfo_from_secret, read_secret
 from chalicelib.validation import MAX_BATCH_TASKS
+from deployment import database
 from deployment.demo import LOOPBACK_HOSTS, percentile
 from localcloud import endpoints
 from localcloud.aws import client_for_running
@@ -480,14 +480,11 @@ class Drain:
 
 def wait_for_drain(running: Mapping[str, Any], task_ids: Sequence[str], wait: float) -> Drain:
     """Poll the tasks' statuses until all are done or failed, or `wait` seconds passed."""
-    secret = read_secret(
-        client_for_running(running, "secretsmanager"), running["postgres"]["secret_name"]
-    )
     ids = [uuid.UUID(i) for i in task_ids]
     drain = Drain(len(ids))
     started = time.monotonic()
     next_report = started + 10
-    with psycopg.connect(conninfo_from_secret(secret), autocommit=True) as conn:
+    with psycopg.connect(database.conninfo(running), autocommit=True) as conn:
         while True:
             rows = conn.execute(
                 "SELECT status, count(*) FROM tasks WHERE id = ANY(%s) GROUP BY status", (ids,)
