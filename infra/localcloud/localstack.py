@@ -55,9 +55,10 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         # CreateFunction answers once the function is Active (our executor takes ~0.1 s), so
         # deploy tools' `function_active` waiters never sleep their 5 s between polls.
         "LAMBDA_SYNCHRONOUS_CREATE": "1",
-        # The stock SQS poller waits 1 s after every poll, a full one too, and backs off up to
-        # 10 s when the queue is empty; AWS long-polls without pausing. No pause after a poll,
-        # at most 1 s after an empty one.
+        # The stock SQS poller (still used for FIFO queues; standard queues get our scaling
+        # one, localcloud_ext.sqs_scaling, whose control tick paces itself) waits 1 s after
+        # every poll, a full one too, and backs off up to 10 s when the queue is empty; AWS
+        # long-polls without pausing. No pause after a poll, at most 1 s after an empty one.
         "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
         "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "1",
         "PERSISTENCE": "0",
@@ -72,6 +73,8 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         "LAMBDA_RUNTIME_EXECUTOR": "process",
         "LOCALCLOUD_RUNTIMES_DIR": str(cfg.runtimes_dir),
         "LOCALCLOUD_PIDS_DIR": str(cfg.functions_pids_dir),
+        # read by localcloud_ext.sqs_scaling
+        "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": f"{cfg.esm_scale_up_per_minute:g}",
         "AWS_DEFAULT_REGION": cfg.region,
     }
 

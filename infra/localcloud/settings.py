@@ -10,6 +10,8 @@ Environment variables (all optional):
                           lets a second instance (tests) reuse the venvs built by ``scripts/setup``
 ``LOCALCLOUD_PORT``       LocalStack gateway port on 127.0.0.1 (default 4566)
 ``LOCALCLOUD_PG_PORT``    PostgreSQL port on 127.0.0.1 (default 15432)
+``LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE``  how fast an SQS event source mapping adds concurrent
+                          batches while a backlog lasts (default 300, AWS's rate; 1-60000)
 
 Stdlib only: ``install.py`` imports this with the system Python before any venv exists.
 """
@@ -25,12 +27,15 @@ ENV_STATE_DIR = "LOCALCLOUD_STATE_DIR"
 ENV_VENVS_DIR = "LOCALCLOUD_VENVS_DIR"
 ENV_PORT = "LOCALCLOUD_PORT"
 ENV_PG_PORT = "LOCALCLOUD_PG_PORT"
+ENV_ESM_SCALE_UP = "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 DEFAULT_PORT = 4566
 DEFAULT_PG_PORT = 15432
+DEFAULT_ESM_SCALE_UP_PER_MINUTE = 300.0  # AWS: up to 300 more concurrent invocations a minute
+MAX_ESM_SCALE_UP_PER_MINUTE = 60000.0
 PG_DATABASE = "app"
 PG_APP_ROLE = "app"
 SECRET_NAME = "localcloud/rds/credentials"
@@ -73,6 +78,23 @@ def parse_port(name: str, raw: str | None, default: int) -> int:
     return port
 
 
+def parse_scale_up_rate(name: str, raw: str | None) -> float:
+    """Concurrent batches added per minute while a backlog lasts."""
+    default = DEFAULT_ESM_SCALE_UP_PER_MINUTE
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        rate = float(raw.strip())
+    except ValueError:
+        rate = -1.0
+    if not 1 <= rate <= MAX_ESM_SCALE_UP_PER_MINUTE:
+        raise SettingsError(
+            f"{name}={raw!r} must be a number of batches a minute from 1 to "
+            f"{MAX_ESM_SCALE_UP_PER_MINUTE:.0f} (unset it for AWS's {default:.0f})"
+        )
+    return rate
+
+
 def parse_dir(name: str, raw: str | None, default: Path) -> Path:
     """Return the directory in ``raw`` as an absolute path, or ``default`` when unset."""
     if raw is None or raw.strip() == "":
@@ -91,6 +113,7 @@ class Settings:
     venvs_dir: Path
     port: int
     pg_port: int
+    esm_scale_up_per_minute: float = DEFAULT_ESM_SCALE_UP_PER_MINUTE
     host: str = HOST
     region: str = REGION
     project_root: Path = PROJECT_ROOT
@@ -106,7 +129,14 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PORT} and {ENV_PG_PORT} are both {port}: give them different values"
             )
-        return cls(state_dir=state_dir, venvs_dir=venvs_dir, port=port, pg_port=pg_port)
+        scale_up = parse_scale_up_rate(ENV_ESM_SCALE_UP, env.get(ENV_ESM_SCALE_UP))
+        return cls(
+            state_dir=state_dir,
+            venvs_dir=venvs_dir,
+            port=port,
+            pg_port=pg_port,
+            esm_scale_up_per_minute=scale_up,
+        )
 
     # --- venvs (built by scripts/setup) ---
     @property

@@ -36,8 +36,12 @@ CHECKS = textwrap.dedent(
     patches.stop_per_invoke_lambda_metrics()
     from localstack.services.lambda_.invocation import version_manager
     assert version_manager.record_cw_metric_invocation is patches._publish_nothing
+    # the scaling SQS poller: what it relies on, and its factory patch
+    from localcloud_ext import sqs_scaling
+    sqs_scaling.check_seams()
+    sqs_scaling.scale_sqs_event_source_mappings()
     patched = {p.name for p in Patch.applied_patches}
-    assert {"stop_version", "shutdown", "update_version"} <= patched, patched
+    assert {"stop_version", "shutdown", "update_version", "get_esm_worker"} <= patched, patched
     print("seams ok")
     """
 )

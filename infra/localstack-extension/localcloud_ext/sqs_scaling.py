@@ -1,0 +1,365 @@
+"""SQS event source mappings that scale like AWS's: several batches in flight per mapping.
+
+LocalStack's open edition runs one batch at a time per mapping: its `EsmWorker.poller_loop`
+thread calls `SqsPoller.poll_events()` (receive -> invoke -> delete) over and over, and
+`ScalingConfig.MaximumConcurrency` is never read. One patch changes that: the factory that builds
+the worker gets its SQS poller wrapped in `ScalingSqsPoller`. The worker's loop keeps its
+lifecycle (state, enable/disable/delete, shutdown) and now calls our `poll_events()` as a
+control tick; the tick keeps `ScalingPolicy.target` batch threads running, each of which
+receives a batch and hands it to the stock poller's `handle_messages` (filtering, invoke,
+ReportBatchItemFailures, deleting only what succeeded). Throttled invokes are retried by a
+wrapper around the stock sender.
+
+FIFO queues keep the stock one-batch-at-a-time poller: their order per message group matters
+more than their concurrency, and the local cloud does not need them yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from localstack.runtime import hooks
+
+from localcloud_ext.scaling_policy import (
+    AWS_SCALE_UP_PER_MINUTE,
+    ScalingLimits,
+    ScalingPolicy,
+    Throttled,
+    retry_while_throttled,
+)
+
+LOG = logging.getLogger(__name__)
+
+SCALE_UP_SETTING = "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE"
+CONTROL_TICK_SECONDS = 0.1
+# With no batching window a poller still long-polls (as AWS's do), so an idle mapping makes one
+# receive a second per poller, and a message that arrives is picked up at once.
+IDLE_WAIT_SECONDS = 1
+# A batch that may still be invoked must start this long before its messages reappear.
+VISIBILITY_MARGIN_SECONDS = 1.0
+RECEIVE_ERROR_BACKOFF_SECONDS = 1.0
+# Invoke payloads are split as the stock poller splits them (its 6 MB guard).
+RECORDS_PER_INVOKE = 2500
+LAST_STOP_WAIT_SECONDS = 10.0
+WAIT_OVERRIDE_PARAM = "localcloud_gather_seconds"
+GAUGE_NAMESPACE = "LocalCloud/EventSourceMapping"
+
+
+def scale_up_per_minute_from_env() -> float:
+    raw = os.environ.get(SCALE_UP_SETTING, "")
+    if not raw:
+        return AWS_SCALE_UP_PER_MINUTE
+    try:
+        return float(raw)
+    except ValueError:
+        LOG.warning(
+            "%s=%r is not a number: using %s", SCALE_UP_SETTING, raw, AWS_SCALE_UP_PER_MINUTE
+        )
+        return AWS_SCALE_UP_PER_MINUTE
+
+
+class ScalingSqsPoller:
+    """Stands in for the mapping's `SqsPoller` inside LocalStack's `EsmWorker`. The worker's
+    loop calls `poll_events()` (one control tick) until the mapping is disabled or deleted, then
+    `close()`, which stops the batch threads after their current batch."""
+
+    def __init__(self, sqs_poller: Any, esm_config: dict[str, Any]) -> None:
+        self._sqs = sqs_poller
+        self.uuid: str = esm_config["UUID"]
+        self._function_arn: str = esm_config["FunctionArn"]
+        maximum = (esm_config.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        self.policy = ScalingPolicy(
+            ScalingLimits.for_mapping(maximum, scale_up_per_minute_from_env()), time.monotonic()
+        )
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self.in_flight = 0
+        self._peak_in_flight = 0
+        self._batch_deadline = threading.local()
+        self._visibility_timeout = self._queue_visibility_timeout()
+        self._register_wait_override()
+        processor = sqs_poller.processor
+        processor.sender = ThrottleRetryingSender(processor.sender, self)
+        self._gauges = _register_gauges(self)
+
+    # --- the EsmWorker's side ------------------------------------------------------------------
+
+    def poll_events(self) -> None:
+        with self._lock:
+            target = self.policy.tick(time.monotonic())
+            missing = target - len(self._threads)
+            for _ in range(max(0, missing)):
+                thread = threading.Thread(
+                    target=self._run_batches, name=f"esm-batch-{self.uuid[:8]}", daemon=True
+                )
+                self._threads.add(thread)
+                thread.start()
+        self._wake.wait(CONTROL_TICK_SECONDS)
+        self._wake.clear()
+
+    def close(self) -> None:
+        """Disable, delete or shutdown: no new receives; batches in flight finish and delete
+        what succeeded, as on AWS."""
+        self._stopping.set()
+        deadline = time.monotonic() + self._function_timeout() + LAST_STOP_WAIT_SECONDS
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        _unregister_gauges(self._gauges)
+        self._sqs.close()
+
+    # --- batch threads -------------------------------------------------------------------------
+
+    def _run_batches(self) -> None:
+        me = threading.current_thread()
+        try:
+            while not self._stopping.is_set():
+                with self._lock:
+                    if len(self._threads) > self.policy.target:
+                        return  # scaled down: this poller retires
+                self._run_one_batch()
+        finally:
+            with self._lock:
+                self._threads.discard(me)
+
+    def _run_one_batch(self) -> None:
+        try:
+            messages = self._receive()
+        except Exception as error:
+            LOG.warning("receive from %s failed: %s", self._sqs.source_arn, error)
+            self._stopping.wait(RECEIVE_ERROR_BACKOFF_SECONDS)
+            return
+        received_at = time.monotonic()
+        if not messages:
+            with self._lock:
+                self.policy.poll_came_back_empty(received_at)
+            return
+        with self._lock:
+            self.policy.messages_received(received_at, full=len(messages) >= self._sqs.batch_size)
+            self.in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self.in_flight)
+        self._wake.set()  # the control tick adds pollers now, not at its next tick
+        self._batch_deadline.value = (
+            received_at
+            + self._visibility_timeout
+            - self._function_timeout()
+            - VISIBILITY_MARGIN_SECONDS
+        )
+        try:
+            for start in range(0, len(messages), RECORDS_PER_INVOKE):
+                self._sqs.handle_messages(messages[start : start + RECORDS_PER_INVOKE])
+        except Exception as error:
+            # The batch failed as a whole (function error, timeout, throttled to the end): its
+            # messages were not deleted and reappear after the visibility timeout.
+            LOG.debug("batch from %s failed: %s", self._sqs.source_arn, error)
+            with self._lock:
+                self.policy.batch_failed(time.monotonic())
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _receive(self) -> list[dict[str, Any]]:
+        window = self._sqs.maximum_batching_window
+        extra: dict[str, Any] = {}
+        if window:
+            # Gather until BatchSize messages or the window has passed, as AWS does (LocalStack's
+            # plain long poll returns as soon as one message is there).
+            extra[WAIT_OVERRIDE_PARAM] = window
+        response = self._sqs.source_client.receive_message(
+            QueueUrl=self._sqs.queue_url,
+            MaxNumberOfMessages=min(self._sqs.batch_size, 10),
+            WaitTimeSeconds=min(window, 20) if window else IDLE_WAIT_SECONDS,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            sqs_override_max_message_count=self._sqs.batch_size,
+            **extra,
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    # --- what the batches need -----------------------------------------------------------------
+
+    def batch_deadline(self) -> float:
+        """The last moment the current thread's batch may (re)start an invocation."""
+        deadline: float = getattr(self._batch_deadline, "value", 0.0)
+        return deadline
+
+    def record_throttle(self) -> None:
+        with self._lock:
+            self.policy.throttled(time.monotonic())
+
+    def read_peak_in_flight(self) -> float:
+        """The most batches in flight since the last read (the metric for the second just ended)."""
+        with self._lock:
+            peak = self._peak_in_flight
+            self._peak_in_flight = self.in_flight
+        return float(peak)
+
+    def read_target(self) -> float:
+        with self._lock:
+            return float(self.policy.target)
+
+    def _function_timeout(self) -> float:
+        from localstack.services.lambda_.provider_utils import get_function_version_from_arn
+
+        try:
+            return float(get_function_version_from_arn(self._function_arn).config.timeout)
+        except Exception:  # the function is being deleted: the mapping is going too
+            return 3.0
+
+    def _queue_visibility_timeout(self) -> float:
+        attributes = self._sqs.source_client.get_queue_attributes(
+            QueueUrl=self._sqs.queue_url, AttributeNames=["VisibilityTimeout"]
+        )["Attributes"]
+        return float(attributes["VisibilityTimeout"])
+
+    def _register_wait_override(self) -> None:
+        """LocalStack's SQS takes a header that makes a receive wait for MaxNumberOfMessages
+        (its stock poller sends it only for windows over 20 s); send it for any window."""
+        from localstack.services.sqs.constants import (
+            HEADER_LOCALSTACK_SQS_OVERRIDE_WAIT_TIME_SECONDS as WAIT_HEADER,
+        )
+
+        def take_param(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            if (seconds := params.pop(WAIT_OVERRIDE_PARAM, None)) is not None:
+                context[WAIT_OVERRIDE_PARAM] = str(seconds)
+
+        def set_header(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            if (seconds := context.pop(WAIT_OVERRIDE_PARAM, None)) is not None:
+                params["headers"][WAIT_HEADER] = seconds
+
+        events = self._sqs.source_client.meta.events
+        events.register("provide-client-params.sqs.ReceiveMessage", take_param)
+        events.register("before-call.sqs.ReceiveMessage", set_header)
+
+
+class ThrottleRetryingSender:
+    """Wraps the stock Lambda sender: a throttled invoke (TooManyRequestsException, from the
+    function's reserved or the account's concurrency) is retried with backoff while the batch's
+    messages stay invisible, and each throttle slows the mapping's scaling down."""
+
+    def __init__(self, sender: Any, poller: ScalingSqsPoller) -> None:
+        self._sender = sender
+        self._poller = poller
+
+    def send_events(self, events: list[dict[str, Any]] | dict[str, Any]) -> Any:
+        from localstack.services.lambda_.event_source_mapping.senders.sender import SenderError
+
+        try:
+            return retry_while_throttled(
+                lambda: self._sender.send_events(events),
+                is_throttle=_is_throttle,
+                deadline=self._poller.batch_deadline(),
+                clock=time.monotonic,
+                sleep=time.sleep,
+                on_throttle=self._poller.record_throttle,
+            )
+        except Throttled as error:
+            raise SenderError(message=str(error), error={"errorType": "Throttled"}) from error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sender, name)
+
+
+def _is_throttle(error: Exception) -> bool:
+    response: dict[str, Any] = getattr(error, "response", None) or {}
+    return bool(response.get("Error", {}).get("Code") == "TooManyRequestsException")
+
+
+def _register_gauges(poller: ScalingSqsPoller) -> list[str]:
+    """The mapping's concurrency, for the dashboard: AWS has no such metric (its nearest is the
+    function's ConcurrentExecutions), hence a namespace of our own."""
+    try:
+        from localcloud_ext import service_metrics
+    except ImportError:
+        return []
+    from localstack.utils.aws.arns import parse_arn
+
+    arn = parse_arn(poller._function_arn)
+    keys = []
+    reads: dict[str, Callable[[], float]] = {
+        "ConcurrentBatches": poller.read_peak_in_flight,
+        "ScalingTarget": poller.read_target,
+    }
+    for metric, read in reads.items():
+        key = f"esm/{poller.uuid}/{metric}"
+        service_metrics.register_gauge(
+            key,
+            account_id=arn["account"],
+            region=arn["region"],
+            namespace=GAUGE_NAMESPACE,
+            metric=metric,
+            dimensions={"EventSourceMappingUUID": poller.uuid},
+            read=read,
+        )
+        keys.append(key)
+    return keys
+
+
+def _unregister_gauges(keys: list[str]) -> None:
+    if not keys:
+        return
+    from localcloud_ext import service_metrics
+
+    for key in keys:
+        service_metrics.unregister_gauge(key)
+
+
+@hooks.on_infra_start()
+def scale_sqs_event_source_mappings() -> None:
+    from localstack.services.lambda_.event_source_mapping.esm_worker import EsmWorker
+    from localstack.services.lambda_.event_source_mapping.esm_worker_factory import (
+        EsmWorkerFactory,
+    )
+    from localstack.services.lambda_.event_source_mapping.pollers.sqs_poller import SqsPoller
+    from localstack.utils.patch import patch
+
+    check_seams()
+
+    @patch(EsmWorkerFactory.get_esm_worker)
+    def get_esm_worker(get_esm_worker: Any, self: EsmWorkerFactory) -> EsmWorker:
+        worker: EsmWorker = get_esm_worker(self)
+        if type(worker.poller) is SqsPoller and not worker.poller.is_fifo_queue:
+            worker.poller = ScalingSqsPoller(worker.poller, worker.esm_config)
+        return worker
+
+
+def check_seams() -> None:
+    """What this module relies on in LocalStack; raises SeamMoved if any of it changed."""
+    import inspect
+
+    from localstack.services.lambda_.event_source_mapping.esm_event_processor import (
+        EsmEventProcessor,
+    )
+    from localstack.services.lambda_.event_source_mapping.esm_worker import EsmWorker
+    from localstack.services.lambda_.event_source_mapping.esm_worker_factory import (
+        EsmWorkerFactory,
+    )
+    from localstack.services.lambda_.event_source_mapping.pollers.sqs_poller import SqsPoller
+    from localstack.services.lambda_.event_source_mapping.senders.lambda_sender import (
+        LambdaSender,
+    )
+
+    from localcloud_ext.patches import SeamMoved, require_parameters
+
+    require_parameters(EsmWorkerFactory.get_esm_worker, ["self"])
+    require_parameters(SqsPoller.handle_messages, ["self", "messages"])
+    require_parameters(LambdaSender.send_events, ["self", "events"])
+    require_parameters(EsmEventProcessor.__init__, ["self", "sender", "logger"])
+    loop_source = inspect.getsource(EsmWorker.poller_loop)
+    for needed in ("self.poller.poll_events()", "self.poller.close()"):
+        if needed not in loop_source:
+            raise SeamMoved(f"EsmWorker.poller_loop no longer calls {needed}")
+    for attribute in ("batch_size", "maximum_batching_window", "queue_url"):
+        if attribute not in SqsPoller.__init__.__code__.co_names:
+            raise SeamMoved(f"SqsPoller no longer sets {attribute}")
+    if "is_fifo_queue" not in SqsPoller.__dict__:
+        raise SeamMoved("SqsPoller.is_fifo_queue is gone")
