@@ -9,6 +9,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,13 +75,16 @@ def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], seconds: float, 
         time.sleep(0.25)
 
 
-@pytest.fixture(scope="session")
-def stage(
+@contextmanager
+def deployed_stage(
     local_cloud: dict[str, Any],
     localcloud_settings: Settings,
-    tmp_path_factory: pytest.TempPathFactory,
+    project: Path,
+    *,
+    worker_timeout_seconds: int,
+    visibility_timeout_seconds: int,
 ) -> Iterator[Stage]:
-    project = tmp_path_factory.mktemp("app")
+    """A copy of the app in `project`, deployed under a stage of its own, destroyed after."""
     for name in ("app.py", "requirements.txt"):
         shutil.copy(REPO / name, project / name)
     shutil.copytree(REPO / "chalicelib", project / "chalicelib")
@@ -90,7 +94,7 @@ def stage(
     config = json.loads((REPO / ".chalice" / "config.json").read_text())
     name = f"e2e{uuid.uuid4().hex[:6]}"
     settings = json.loads(json.dumps(config["stages"]["local"]))
-    settings["lambda_functions"]["worker"]["lambda_timeout"] = WORKER_TIMEOUT_SECONDS
+    settings["lambda_functions"]["worker"]["lambda_timeout"] = worker_timeout_seconds
     config["stages"] = {name: settings}
     (project / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
 
@@ -98,9 +102,27 @@ def stage(
         localcloud_settings,
         project,
         name,
-        visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS,
+        visibility_timeout_seconds=visibility_timeout_seconds,
         record=False,
     )
-    with requests.Session() as http:
-        yield Stage(deployment, local_cloud, http)
-    pipeline.destroy(localcloud_settings, project, name, record=False)
+    try:
+        with requests.Session() as http:
+            yield Stage(deployment, local_cloud, http)
+    finally:
+        pipeline.destroy(localcloud_settings, project, name, record=False)
+
+
+@pytest.fixture(scope="session")
+def stage(
+    local_cloud: dict[str, Any],
+    localcloud_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stage]:
+    with deployed_stage(
+        local_cloud,
+        localcloud_settings,
+        tmp_path_factory.mktemp("app"),
+        worker_timeout_seconds=WORKER_TIMEOUT_SECONDS,
+        visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS,
+    ) as deployed:
+        yield deployed

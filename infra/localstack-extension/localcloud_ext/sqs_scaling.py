@@ -68,7 +68,9 @@ class ScalingSqsPoller:
     loop calls `poll_events()` (one control tick) until the mapping is disabled or deleted, then
     `close()`, which stops the batch threads after their current batch."""
 
-    def __init__(self, sqs_poller: Any, esm_config: dict[str, Any]) -> None:
+    def __init__(
+        self, sqs_poller: Any, esm_config: dict[str, Any], worker_stopped: threading.Event
+    ) -> None:
         self._sqs = sqs_poller
         self.uuid: str = esm_config["UUID"]
         self._function_arn: str = esm_config["FunctionArn"]
@@ -78,7 +80,9 @@ class ScalingSqsPoller:
         )
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
-        self._stopping = threading.Event()
+        # The worker's own stop signal, set by disable/delete/update before its loop notices:
+        # from then on no batch starts (LocalStack already reports the new state).
+        self._stopping = worker_stopped
         self._wake = threading.Event()
         self.in_flight = 0
         self._peak_in_flight = 0
@@ -138,6 +142,9 @@ class ScalingSqsPoller:
             self._stopping.wait(RECEIVE_ERROR_BACKOFF_SECONDS)
             return
         received_at = time.monotonic()
+        if messages and self._stopping.is_set():
+            self._release(messages)
+            return
         if not messages:
             with self._lock:
                 self.policy.poll_came_back_empty(received_at)
@@ -184,6 +191,17 @@ class ScalingSqsPoller:
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
         return messages
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        """Messages a stopping poller received: visible again at once, for whoever polls next."""
+        for start in range(0, len(messages), 10):
+            self._sqs.source_client.change_message_visibility_batch(
+                QueueUrl=self._sqs.queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for n, m in enumerate(messages[start : start + 10])
+                ],
+            )
 
     # --- what the batches need -----------------------------------------------------------------
 
@@ -328,7 +346,9 @@ def scale_sqs_event_source_mappings() -> None:
     def get_esm_worker(get_esm_worker: Any, self: EsmWorkerFactory) -> EsmWorker:
         worker: EsmWorker = get_esm_worker(self)
         if type(worker.poller) is SqsPoller and not worker.poller.is_fifo_queue:
-            worker.poller = ScalingSqsPoller(worker.poller, worker.esm_config)
+            worker.poller = ScalingSqsPoller(
+                worker.poller, worker.esm_config, worker._shutdown_event
+            )
         return worker
 
 
@@ -358,6 +378,8 @@ def check_seams() -> None:
     for needed in ("self.poller.poll_events()", "self.poller.close()"):
         if needed not in loop_source:
             raise SeamMoved(f"EsmWorker.poller_loop no longer calls {needed}")
+    if "_shutdown_event" not in EsmWorker.__init__.__code__.co_names:
+        raise SeamMoved("EsmWorker no longer has its _shutdown_event")
     for attribute in ("batch_size", "maximum_batching_window", "queue_url"):
         if attribute not in SqsPoller.__init__.__code__.co_names:
             raise SeamMoved(f"SqsPoller no longer sets {attribute}")
