@@ -1,13 +1,15 @@
-"""The app's two ports: the task queue (SQS) and the task store (PostgreSQL). Adapters live
-beside them (sqs_queue.py, postgres_store.py); tests have in-memory ones (tests/fakes.py), and
-one contract suite runs against both kinds."""
+"""The app's ports: the task queue (SQS), the task store (PostgreSQL) and the metrics sink
+(CloudWatch). Adapters live beside them (sqs_queue.py, postgres_store.py,
+cloudwatch_metrics.py); tests have in-memory ones (tests/fakes.py), and one contract suite runs
+against both kinds of store."""
 
 from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from chalicelib.model import Admission, NewTask, QueueDepth, Task, TaskMessage
 
@@ -58,9 +60,38 @@ class TaskStore(ABC):
         (a redelivery: nothing to do). Creates the row if the API's insert is missing."""
 
     @abstractmethod
-    def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> None:
-        """Mark a running task done with its result."""
+    def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> datetime | None:
+        """Mark a running task done with its result; return its finished_at as stored. None when
+        the task was not running (another delivery finished it first): nothing changed."""
 
     @abstractmethod
-    def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> None:
-        """Record a failed attempt: `retrying`, or `failed` when no receive is left."""
+    def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> bool:
+        """Record a failed attempt: `retrying`, or `failed` when no receive is left. False when
+        the task was not running (another delivery finished it first): nothing changed."""
+
+
+# --- the metrics sink -----------------------------------------------------------------------
+MetricUnit = Literal["Count", "Milliseconds"]
+
+# The app's business metrics (namespace POWERTOOLS_METRICS_NAMESPACE, dimension `service`).
+TASKS_ACCEPTED = "TasksAccepted"  # Count: one per task the API accepted (not duplicates)
+TASKS_PROCESSED = "TasksProcessed"  # Count: one per task a worker finished `done`
+TASKS_FAILED = "TasksFailed"  # Count: one per task marked `failed` (its last receive failed)
+TASKS_RETRIED = "TasksRetried"  # Count: one per record handed back for another receive
+BATCH_SIZE = "BatchSize"  # Count: one value per worker invocation, its number of records
+END_TO_END_LATENCY = "EndToEndLatency"  # Milliseconds: accepted_at -> finished_at, per done task
+
+
+class Metrics(ABC):
+    """Where the app records its own metrics. Recording is cheap and local; publishing is the
+    adapter's business and is batched. Neither ever raises: a metric is never worth a failed
+    request or batch."""
+
+    @abstractmethod
+    def add(self, name: str, value: float, unit: MetricUnit, at: datetime | None = None) -> None:
+        """Record one sample, stamped `at` (when the event happened; default: now)."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """The end of a unit of work (a request, a batch): publish what is recorded, at most
+        one publish per call. An adapter may hold the data back to publish less often."""

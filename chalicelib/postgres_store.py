@@ -9,6 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -225,21 +226,26 @@ class PostgresTaskStore(TaskStore):
         )
         return row is not None
 
-    def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> None:
-        self._run(
+    def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> datetime | None:
+        row = self._run(
             lambda conn: conn.execute(
                 "UPDATE tasks SET status = 'done', finished_at = clock_timestamp(), "
-                "result = %s, error = NULL WHERE id = %s AND status = 'running'",
+                "result = %s, error = NULL WHERE id = %s AND status = 'running' "
+                "RETURNING finished_at",
                 (Jsonb(result), task_id),
-            )
+            ).fetchone()
         )
+        return None if row is None else row["finished_at"]
 
-    def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> None:
-        self._run(
-            lambda conn: conn.execute(
-                "UPDATE tasks SET status = %s, error = %s, "
-                "finished_at = CASE WHEN %s THEN clock_timestamp() END "
-                "WHERE id = %s AND status = 'running'",
-                ("failed" if final else "retrying", error, final, task_id),
+    def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> bool:
+        updated = self._run(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE tasks SET status = %s, error = %s, "
+                    "finished_at = CASE WHEN %s THEN clock_timestamp() END "
+                    "WHERE id = %s AND status = 'running'",
+                    ("failed" if final else "retrying", error, final, task_id),
+                ).rowcount
             )
         )
+        return updated == 1

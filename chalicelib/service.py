@@ -1,4 +1,5 @@
-"""The API's logic: accept tasks (store, then enqueue), report a task, report the system."""
+"""The API's logic: accept tasks (store, then enqueue), report a task, report the system.
+Accepted tasks are counted in the app's metrics (TasksAccepted)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from chalicelib.errors import DependencyUnavailable, IdempotencyConflict, TaskNotFound
 from chalicelib.model import TASK_STATUSES, NewTask, Task, TaskMessage, TaskRequest
-from chalicelib.ports import TaskQueue, TaskStore
+from chalicelib.ports import TASKS_ACCEPTED, Metrics, TaskQueue, TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +44,13 @@ class TaskService:
         self,
         queue: TaskQueue,
         store: TaskStore,
+        metrics: Metrics,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
         self._queue = queue
         self._store = store
+        self._metrics = metrics
         self._clock = clock
         self._new_id = new_id
 
@@ -81,6 +84,10 @@ class TaskService:
             else:
                 outcome = "conflict"
             results.append(Submission(outcome, admission.task))
+            if outcome == "accepted":  # not a duplicate (enqueued before), not a rejected one
+                self._metrics.add(TASKS_ACCEPTED, 1, "Count", at=accepted_at)
+        # The end of this request's work; the metrics adapter decides whether to publish now.
+        self._metrics.flush()
         return results
 
     def submit_one(self, request: TaskRequest, correlation_id: str) -> Submission:

@@ -1,6 +1,7 @@
 """Every setting the functions read, in one place. Required variables fail fast with a message
-naming the variable: the deploy (infra/deployment) sets them from the stack's outputs, so a
-missing one means a missing deploy step, never something to paper over with a default."""
+naming the variable: the deploy (infra/deployment) sets most from the stack's outputs, the rest
+are set per stage in .chalice/config.json; a missing one means a missing deploy step, never
+something to paper over with a default."""
 
 from __future__ import annotations
 
@@ -20,15 +21,21 @@ DATABASE_SECRET_ID = "DATABASE_SECRET_ID"
 WORKER_BATCH_SIZE = "WORKER_BATCH_SIZE"
 WORKER_BATCHING_WINDOW_SECONDS = "WORKER_BATCHING_WINDOW_SECONDS"
 WORKER_MAX_CONCURRENCY = "WORKER_MAX_CONCURRENCY"
+# Set in .chalice/config.json per stage; Powertools' standard names (its Logger reads the second).
+POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+
+FROM_STACK_OUTPUTS = (
+    "deploy with scripts/deploy, which sets it in .chalice/config.json from the infrastructure "
+    "stack's outputs"
+)
+FROM_STAGE_CONFIG = "set it in the stage's environment_variables in .chalice/config.json"
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
+def _required(env: Mapping[str, str], name: str, fix: str = FROM_STACK_OUTPUTS) -> str:
     value = env.get(name, "")
     if not value:
-        raise SettingMissing(
-            f"environment variable {name} is not set: deploy with scripts/deploy, which sets it "
-            "in .chalice/config.json from the infrastructure stack's outputs"
-        )
+        raise SettingMissing(f"environment variable {name} is not set: {fix}")
     return value
 
 
@@ -51,6 +58,8 @@ class Settings:
     dead_letter_queue_url: str
     database_secret_id: str
     max_receives: int
+    metrics_namespace: str
+    service_name: str  # the metrics' `service` dimension
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +69,8 @@ class Settings:
             dead_letter_queue_url=_required(env, DEAD_LETTER_QUEUE_URL),
             database_secret_id=_required(env, DATABASE_SECRET_ID),
             max_receives=_int(env, TASK_MAX_RECEIVES, 1, 1000),
+            metrics_namespace=_required(env, POWERTOOLS_METRICS_NAMESPACE, FROM_STAGE_CONFIG),
+            service_name=_required(env, POWERTOOLS_SERVICE_NAME, FROM_STAGE_CONFIG),
         )
 
 

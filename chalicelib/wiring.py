@@ -9,14 +9,20 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
+from botocore.config import Config
 
-from chalicelib.ports import TaskQueue, TaskStore
+from chalicelib.cloudwatch_metrics import CLIENT_CONFIG, CloudWatchMetrics
+from chalicelib.ports import Metrics, TaskQueue, TaskStore
 from chalicelib.postgres_store import PostgresTaskStore, conninfo_from_secret, read_secret
 from chalicelib.service import TaskService
 from chalicelib.settings import Settings
 from chalicelib.sqs_queue import SqsTaskQueue
 from chalicelib.task_types import TaskRunner
 from chalicelib.worker import Worker
+
+# The API records one task per POST /tasks: publishing per request would be a PutMetricData
+# per task, so its metrics go out at most once a second (see cloudwatch_metrics.py).
+API_METRICS_FLUSH_INTERVAL_S = 1.0
 
 
 class Dependencies:
@@ -32,8 +38,8 @@ class Dependencies:
         # Clients read the endpoint from the standard AWS_ENDPOINT_URL when it is set.
         return boto3.session.Session()
 
-    def _client(self, service: str) -> Any:
-        return self.boto3_session.client(service)
+    def _client(self, service: str, config: Config | None = None) -> Any:
+        return self.boto3_session.client(service, config=config)
 
     @cached_property
     def queue(self) -> TaskQueue:
@@ -52,9 +58,32 @@ class Dependencies:
         return PostgresTaskStore(conninfo)
 
     @cached_property
+    def cloudwatch(self) -> Any:
+        return self._client("cloudwatch", CLIENT_CONFIG)
+
+    @cached_property
+    def api_metrics(self) -> Metrics:
+        s = self.settings
+        return CloudWatchMetrics(
+            self.cloudwatch,
+            s.metrics_namespace,
+            s.service_name,
+            min_flush_interval_s=API_METRICS_FLUSH_INTERVAL_S,
+        )
+
+    @cached_property
+    def worker_metrics(self) -> Metrics:
+        # Published at the end of every batch: one call per batch of up to 10,000 records, and
+        # nothing left behind in an environment Lambda freezes once the queue is drained.
+        s = self.settings
+        return CloudWatchMetrics(self.cloudwatch, s.metrics_namespace, s.service_name)
+
+    @cached_property
     def service(self) -> TaskService:
-        return TaskService(self.queue, self.store)
+        return TaskService(self.queue, self.store, self.api_metrics)
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(self.store, TaskRunner(), self.settings.max_receives, self.log)
+        return Worker(
+            self.store, TaskRunner(), self.settings.max_receives, self.log, self.worker_metrics
+        )

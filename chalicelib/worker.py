@@ -2,7 +2,12 @@
 that failed go back to the queue (the deploy turns on ReportBatchItemFailures).
 
 Delivery is at least once; the effect is exactly once: every write is conditional on the row's
-status (ports.TaskStore), so a redelivered message finds its task done and does nothing."""
+status (ports.TaskStore), so a redelivered message finds its task done and does nothing. The
+metrics follow the writes: a task is counted done or failed only by the write that made it so.
+
+Metrics per invocation: BatchSize once; per record TasksProcessed and EndToEndLatency (done),
+TasksFailed (marked failed on its last receive) or TasksRetried (handed back to the queue with
+receives left); published once, at the end of the batch."""
 
 from __future__ import annotations
 
@@ -20,7 +25,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chalicelib.errors import MalformedMessage, TaskDeferred, TaskFailed
 from chalicelib.model import TaskMessage
-from chalicelib.ports import TaskStore
+from chalicelib.ports import (
+    BATCH_SIZE,
+    END_TO_END_LATENCY,
+    TASKS_FAILED,
+    TASKS_PROCESSED,
+    TASKS_RETRIED,
+    Metrics,
+    TaskStore,
+)
 from chalicelib.sqs_queue import CORRELATION_ATTRIBUTE
 from chalicelib.task_types import TaskRunner
 
@@ -32,12 +45,18 @@ MARGIN_MS = 1000
 
 class Worker:
     def __init__(
-        self, store: TaskStore, runner: TaskRunner, max_receives: int, log: Logger
+        self,
+        store: TaskStore,
+        runner: TaskRunner,
+        max_receives: int,
+        log: Logger,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._runner = runner
         self._max_receives = max_receives
         self._log = log
+        self._metrics = metrics
         # raise_on_entire_batch_failure=False: when every record fails, answer with all of
         # them as failures (the same outcome for SQS) instead of raising.
         self._processor = BatchProcessor(
@@ -46,12 +65,17 @@ class Worker:
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The Lambda handler's body: {"batchItemFailures": [{"itemIdentifier": id}, ...]}."""
-        response = process_partial_response(
-            event=event,
-            record_handler=self.process_record,
-            processor=self._processor,
-            context=context,
-        )
+        self._metrics.add(BATCH_SIZE, len(event.get("Records") or []), "Count")
+        try:
+            response = process_partial_response(
+                event=event,
+                record_handler=self.process_record,
+                processor=self._processor,
+                context=context,
+            )
+        finally:
+            # One publish per batch, before Lambda may freeze this environment (never raises).
+            self._metrics.flush()
         return dict(response)
 
     def process_record(self, record: SQSRecord, lambda_context: LambdaContext) -> None:
@@ -70,10 +94,12 @@ class Worker:
                 lambda_context.aws_request_id,
                 lambda_context.get_remaining_time_in_millis(),
             )
-        except MalformedMessage:
-            logger.exception(
-                "not a task message; after %d receives it goes to the DLQ", self._max_receives
-            )
+        except Exception as e:  # any failure hands the record back to the queue
+            if isinstance(e, MalformedMessage):
+                logger.exception(
+                    "not a task message; after %d receives it goes to the DLQ", self._max_receives
+                )
+            self._count_handed_back(receive_count)
             raise
         finally:
             self._log.remove_keys([*keys, "task_id", "task_type"])
@@ -95,7 +121,8 @@ class Worker:
             result = self._runner.run(message.type, message.payload)
         except TaskFailed as e:
             final = receive_count >= self._max_receives
-            self._store.record_failure(message.task_id, str(e), final)
+            if self._store.record_failure(message.task_id, str(e), final) and final:
+                self._metrics.add(TASKS_FAILED, 1, "Count")
             logger.warning(
                 "task failed on receive %d of %d%s: %s",
                 receive_count,
@@ -104,5 +131,17 @@ class Worker:
                 e,
             )
             raise
-        self._store.finish(message.task_id, result)
+        finished_at = self._store.finish(message.task_id, result)
+        if finished_at is None:
+            logger.info("task finished meanwhile by another delivery; this result is not kept")
+            return
+        self._metrics.add(TASKS_PROCESSED, 1, "Count", at=finished_at)
+        latency_ms = (finished_at - message.accepted_at).total_seconds() * 1000
+        self._metrics.add(END_TO_END_LATENCY, latency_ms, "Milliseconds", at=finished_at)
         logger.info("task done")
+
+    def _count_handed_back(self, receive_count: int) -> None:
+        """A failed record goes back to the queue; count it if SQS will deliver it again (on
+        its last receive, SQS moves it to the dead-letter queue instead)."""
+        if receive_count < self._max_receives:
+            self._metrics.add(TASKS_RETRIED, 1, "Count")

@@ -1,17 +1,17 @@
 """In-memory adapters of the app's ports, with the same contract as the real ones
-(tests/contract.py runs one suite against both kinds)."""
+(tests/contract.py runs one suite against both kinds of store)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.errors import DependencyUnavailable
 from chalicelib.model import FINAL_STATUSES, Admission, NewTask, QueueDepth, Task, TaskMessage
-from chalicelib.ports import TaskQueue, TaskStore
+from chalicelib.ports import Metrics, MetricUnit, TaskQueue, TaskStore
 
 
 class InMemoryTaskQueue(TaskQueue):
@@ -111,21 +111,60 @@ class InMemoryTaskStore(TaskStore):
         )
         return True
 
-    def _update_running(self, task_id: uuid.UUID, **changes: Any) -> None:
+    def _update_running(self, task_id: uuid.UUID, **changes: Any) -> Task | None:
         self._available()
         row = self.rows.get(task_id)
-        if row is not None and row.status == "running":
-            self.rows[task_id] = replace(row, **changes)
+        if row is None or row.status != "running":
+            return None
+        self.rows[task_id] = replace(row, **changes)
+        return self.rows[task_id]
 
-    def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> None:
-        self._update_running(
+    def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> datetime | None:
+        done = self._update_running(
             task_id, status="done", finished_at=datetime.now(UTC), result=result, error=None
         )
+        return None if done is None else done.finished_at
 
-    def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> None:
-        self._update_running(
+    def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> bool:
+        updated = self._update_running(
             task_id,
             status="failed" if final else "retrying",
             error=error,
             finished_at=datetime.now(UTC) if final else None,
         )
+        return updated is not None
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    value: float
+    unit: MetricUnit
+    at: datetime | None
+
+
+class InMemoryMetrics(Metrics):
+    """Keeps every sample, and how many times the app asked to publish."""
+
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.flushes = 0
+
+    def add(self, name: str, value: float, unit: MetricUnit, at: datetime | None = None) -> None:
+        self.samples.append(Sample(name, value, unit, at))
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def values(self, name: str) -> list[float]:
+        return [s.value for s in self.samples if s.name == name]
+
+    def total(self, name: str) -> float:
+        return sum(self.values(name))
+
+    def totals(self) -> dict[str, float]:
+        """Sum per metric name, for asserting on everything recorded at once."""
+        sums: dict[str, float] = {}
+        for sample in self.samples:
+            sums[sample.name] = sums.get(sample.name, 0) + sample.value
+        return sums

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import InMemoryTaskQueue, InMemoryTaskStore
+from tests.fakes import InMemoryMetrics, InMemoryTaskQueue, InMemoryTaskStore
 
 
 @pytest.fixture
@@ -15,3 +15,8 @@ def queue() -> InMemoryTaskQueue:
 @pytest.fixture
 def store() -> InMemoryTaskStore:
     return InMemoryTaskStore()
+
+
+@pytest.fixture
+def metrics() -> InMemoryMetrics:
+    return InMemoryMetrics()

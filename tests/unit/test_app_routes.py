@@ -20,7 +20,7 @@ from chalicelib.task_types import TaskRunner
 from chalicelib.validation import MAX_BATCH_BYTES, MAX_TASK_BYTES
 from chalicelib.wiring import Dependencies
 from chalicelib.worker import Worker
-from tests.fakes import InMemoryTaskQueue, InMemoryTaskStore
+from tests.fakes import InMemoryMetrics, InMemoryTaskQueue, InMemoryTaskStore
 from tests.unit.test_app_settings import TRIGGER
 from tests.unit.test_worker import event
 
@@ -45,11 +45,12 @@ def client(
     app_module: ModuleType,
     queue: InMemoryTaskQueue,
     store: InMemoryTaskStore,
+    metrics: InMemoryMetrics,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Client]:
     deps = Dependencies(app_module.log)
-    deps.service = TaskService(queue, store)
-    deps.worker = Worker(store, TaskRunner(sleep=lambda s: None), 5, app_module.log)
+    deps.service = TaskService(queue, store, metrics)
+    deps.worker = Worker(store, TaskRunner(sleep=lambda s: None), 5, app_module.log, metrics)
     monkeypatch.setattr(app_module, "deps", deps)
     with Client(app_module.app) as test_client:
         yield test_client
@@ -240,3 +241,21 @@ def test_chalicelib_logs_only_through_powertools_json_formatter(app_module: Modu
     assert handlers  # configured by app.py, not left to propagate
     # Chalice's plain "name - LEVEL - message" handler would print every line twice.
     assert all(isinstance(h.formatter, LambdaPowertoolsFormatter) for h in handlers)
+
+
+def test_accepted_tasks_are_counted_once_and_rejected_requests_not_at_all(
+    client: Client, metrics: InMemoryMetrics
+) -> None:
+    post(client, "/tasks", {"type": "echo", "idempotency_key": "k"})
+    post(client, "/tasks", {"type": "echo", "idempotency_key": "k"})  # a duplicate
+    post(client, "/tasks", {"type": "nope"})  # a 400
+    post(client, "/tasks/batch", {"tasks": [{"type": "echo"}] * 3})
+
+    assert metrics.totals() == {"TasksAccepted": 4}
+
+
+def test_the_worker_function_records_its_batch(client: Client, metrics: InMemoryMetrics) -> None:
+    client.lambda_.invoke("worker", event("sqs_partial_failure"))
+
+    assert metrics.values("BatchSize") == [3]
+    assert metrics.total("TasksProcessed") == 1 and metrics.total("TasksRetried") == 2

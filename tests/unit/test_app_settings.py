@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from chalicelib.errors import SettingMissing
 from chalicelib.settings import Settings, WorkerTrigger
 
-SETTINGS = {
+# From the stack's outputs (written by scripts/deploy) ...
+FROM_DEPLOY = {
     "TASK_QUEUE_URL": "http://q",
     "DEAD_LETTER_QUEUE_URL": "http://dlq",
     "DATABASE_SECRET_ID": "secret",
     "TASK_MAX_RECEIVES": "5",
 }
+# ... and set by hand per stage in .chalice/config.json.
+FROM_STAGE_CONFIG = {
+    "POWERTOOLS_METRICS_NAMESPACE": "ServerlessScaling",
+    "POWERTOOLS_SERVICE_NAME": "serverless-scaling",
+}
+SETTINGS = {**FROM_DEPLOY, **FROM_STAGE_CONFIG}
 TRIGGER = {
     "TASK_QUEUE_NAME": "tasks",
     "WORKER_BATCH_SIZE": "10",
@@ -22,16 +32,30 @@ TRIGGER = {
 
 
 def test_settings_read_from_the_environment() -> None:
-    assert Settings.from_env(SETTINGS) == Settings("http://q", "http://dlq", "secret", 5)
+    assert Settings.from_env(SETTINGS) == Settings(
+        "http://q", "http://dlq", "secret", 5, "ServerlessScaling", "serverless-scaling"
+    )
     assert WorkerTrigger.from_env(TRIGGER) == WorkerTrigger("tasks", 10, 0, 10)
 
 
-@pytest.mark.parametrize("name", sorted(SETTINGS))
-def test_a_missing_setting_names_the_variable_and_the_fix(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "fix"),
+    [(name, "scripts/deploy") for name in sorted(FROM_DEPLOY)]
+    + [(name, r"\.chalice/config\.json") for name in sorted(FROM_STAGE_CONFIG)],
+)
+def test_a_missing_setting_names_the_variable_and_the_fix(name: str, fix: str) -> None:
     env = {k: v for k, v in SETTINGS.items() if k != name}
 
-    with pytest.raises(SettingMissing, match=f"{name} is not set.*scripts/deploy"):
+    with pytest.raises(SettingMissing, match=f"{name} is not set.*{fix}"):
         Settings.from_env(env)
+
+
+def test_the_local_stage_sets_the_metrics_settings() -> None:
+    config = json.loads((Path(__file__).resolve().parents[2] / ".chalice/config.json").read_text())
+    environment = config["stages"]["local"]["environment_variables"]
+
+    assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "ServerlessScaling"
+    assert environment["POWERTOOLS_SERVICE_NAME"]
 
 
 @pytest.mark.parametrize(

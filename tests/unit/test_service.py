@@ -9,12 +9,14 @@ import pytest
 from chalicelib.errors import DependencyUnavailable, IdempotencyConflict, TaskNotFound
 from chalicelib.model import TaskRequest
 from chalicelib.service import TaskService
-from tests.fakes import InMemoryTaskQueue, InMemoryTaskStore
+from tests.fakes import InMemoryMetrics, InMemoryTaskQueue, InMemoryTaskStore
 
 
 @pytest.fixture
-def service(queue: InMemoryTaskQueue, store: InMemoryTaskStore) -> TaskService:
-    return TaskService(queue, store)
+def service(
+    queue: InMemoryTaskQueue, store: InMemoryTaskStore, metrics: InMemoryMetrics
+) -> TaskService:
+    return TaskService(queue, store, metrics)
 
 
 def test_an_accepted_task_is_stored_and_enqueued_with_its_correlation_id(
@@ -91,10 +93,10 @@ def test_a_batch_reports_each_item(
 
 
 def test_a_batch_withdraws_only_what_sqs_refused(
-    queue: InMemoryTaskQueue, store: InMemoryTaskStore
+    queue: InMemoryTaskQueue, store: InMemoryTaskStore, metrics: InMemoryMetrics
 ) -> None:
     ids = iter(uuid.UUID(int=i) for i in range(1, 4))
-    service = TaskService(queue, store, new_id=lambda: next(ids))
+    service = TaskService(queue, store, metrics, new_id=lambda: next(ids))
     queue.refuse = {uuid.UUID(int=2)}
 
     outcomes = [s.outcome for s in service.submit([TaskRequest("echo", {})] * 3, "req-1")]
@@ -131,3 +133,73 @@ def test_health_names_the_dependency_that_is_down(
 
     assert checks["queue"] == "ok"
     assert "PostgreSQL" in checks["database"]
+
+
+# --- metrics: TasksAccepted counts what was accepted now, nothing else --------------------------
+
+
+def test_an_accepted_task_is_counted_at_its_acceptance_time_and_flushed(
+    service: TaskService, metrics: InMemoryMetrics
+) -> None:
+    submission = service.submit_one(TaskRequest("echo", {}), "req-1")
+
+    [sample] = metrics.samples
+    assert (sample.name, sample.value, sample.unit) == ("TasksAccepted", 1, "Count")
+    assert sample.at == submission.task.accepted_at
+    assert metrics.flushes == 1  # once at the end of the request, never per task
+
+
+def test_duplicates_conflicts_and_rejected_tasks_are_not_counted(
+    queue: InMemoryTaskQueue, store: InMemoryTaskStore, metrics: InMemoryMetrics
+) -> None:
+    ids = iter(uuid.UUID(int=i) for i in range(1, 10))
+    service = TaskService(queue, store, metrics, new_id=lambda: next(ids))
+    service.submit([TaskRequest("echo", {}, "seen"), TaskRequest("echo", {}, "other")], "req-0")
+    metrics.samples.clear()
+    queue.refuse = {uuid.UUID(int=4)}
+
+    outcomes = [
+        s.outcome
+        for s in service.submit(
+            [
+                TaskRequest("echo", {}, "seen"),  # id 3: duplicate
+                TaskRequest("echo", {}),  # id 4: refused by SQS
+                TaskRequest("fail", {}, "other"),  # id 5: conflict
+                TaskRequest("echo", {"i": 1}),  # id 6: accepted
+                TaskRequest("echo", {"i": 2}),  # id 7: accepted
+            ],
+            "req-1",
+        )
+    ]
+
+    assert outcomes == ["duplicate", "rejected", "conflict", "accepted", "accepted"]
+    assert metrics.totals() == {"TasksAccepted": 2}
+
+
+def test_a_batch_counts_each_task_and_flushes_once(
+    service: TaskService, metrics: InMemoryMetrics
+) -> None:
+    service.submit([TaskRequest("echo", {"i": i}) for i in range(25)], "req-1")
+
+    assert metrics.values("TasksAccepted") == [1] * 25
+    assert metrics.flushes == 1
+
+
+def test_nothing_is_counted_when_the_store_is_down(
+    service: TaskService, store: InMemoryTaskStore, metrics: InMemoryMetrics
+) -> None:
+    store.down = True
+
+    with pytest.raises(DependencyUnavailable):
+        service.submit_one(TaskRequest("echo", {}), "req-1")
+    assert metrics.samples == []
+
+
+def test_a_task_sqs_refuses_is_not_counted(
+    service: TaskService, queue: InMemoryTaskQueue, metrics: InMemoryMetrics
+) -> None:
+    queue.down = True
+
+    with pytest.raises(DependencyUnavailable):
+        service.submit_one(TaskRequest("echo", {}), "req-1")
+    assert metrics.totals() == {}

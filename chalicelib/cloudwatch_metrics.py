@@ -1,0 +1,220 @@
+"""The metrics sink on CloudWatch: the app publishes its own metrics with PutMetricData, batched.
+
+Why not Powertools Metrics: its Embedded Metric Format is a log line that CloudWatch Logs turns
+into metrics on AWS, but LocalStack does not; publishing ourselves works the same on both.
+
+Batched, never a call per task: samples are aggregated per (metric, unit, second) into one
+datum's Values/Counts (a count of 1 per task is one value with a count). Values/Counts rather
+than StatisticValues so that CloudWatch can still answer percentiles (p50/p99 of
+EndToEndLatency); for a counter they are just as small. (LocalStack stores each counted value
+as a row and answers SampleCount/Sum/Min/Max/Average, no percentiles.) A flush sends every
+datum in as few calls as PutMetricData's limits allow: one call for up to 1,000 datums.
+
+When to publish is the caller's choice of `min_flush_interval_s`:
+- 0 (the worker): every flush() publishes, i.e. once at the end of each batch.
+- 1 s (the API): flush() at the end of a request publishes only if a second has passed since
+  the last publish; otherwise a daemon timer publishes the rest when that second is over. On AWS
+  an execution environment is frozen between invocations, timer included, so data held back
+  is published on its next thaw (by the timer or the next request), or lost if Lambda retires
+  the frozen environment: at most about one second of one environment's counts.
+
+A failed PutMetricData never fails the request or the batch: it is logged (one line) and its
+data dropped. botocore has already retried it by then (CLIENT_CONFIG), and keeping data for a
+later retry would hold a batch CloudWatch may never accept; memory stays bounded either way."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.config import Config
+
+from chalicelib.ports import Metrics, MetricUnit
+
+logger = logging.getLogger(__name__)
+
+MAX_DATUMS_PER_CALL = 1000  # PutMetricData's limit
+MAX_VALUES_PER_DATUM = 150  # PutMetricData's limit on distinct Values in one datum
+# PutMetricData takes at most 1 MB per request. A value and its count take under 100 bytes even
+# in the verbose query encoding (botocore sends CBOR, smaller), a datum's other fields ~300:
+# 5,000 values and 1,000 datums stay well under the limit.
+MAX_VALUES_PER_CALL = 5000
+# Distinct (metric, second, value) entries held between two publishes. Counters aggregate to a
+# handful per second; this only bites if something records far more distinct values than the
+# app does (the worker publishes every batch of at most 10,000 records).
+MAX_PENDING_VALUES = 50_000
+HIGH_RESOLUTION = 1  # StorageResolution: per-second metrics, as a scaling demo needs
+SERVICE_DIMENSION = "service"
+
+# The API publishes inside a request: a CloudWatch outage may cost that request at most about
+# 1 s to connect + 2 s to answer, twice (one retry), instead of botocore's 60 s timeouts and
+# three attempts. A throttled call is retried once too (standard mode), then dropped.
+CLIENT_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2, "mode": "standard"}
+)
+
+Action = Callable[[], None]
+Scheduler = Callable[[float, Action], None]
+
+
+def start_daemon_timer(delay_s: float, action: Action) -> None:
+    """Run `action` once, `delay_s` from now, on a daemon thread (never keeps a process alive)."""
+    timer = threading.Timer(delay_s, action)
+    timer.daemon = True
+    timer.start()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, order=True)
+class _Series:
+    """What one datum describes: a metric during one second."""
+
+    second: int  # Unix time, whole seconds
+    name: str
+    unit: str
+
+
+Pending = dict[_Series, Counter[float]]
+
+
+class CloudWatchMetrics(Metrics):
+    def __init__(
+        self,
+        cloudwatch: Any,
+        namespace: str,
+        service: str,
+        *,
+        min_flush_interval_s: float = 0.0,
+        max_pending_values: int = MAX_PENDING_VALUES,
+        schedule: Scheduler = start_daemon_timer,
+        wall_clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cloudwatch = cloudwatch
+        self._namespace = namespace
+        self._dimensions = [{"Name": SERVICE_DIMENSION, "Value": service}]
+        self._min_flush_interval_s = min_flush_interval_s
+        self._max_pending_values = max_pending_values
+        self._schedule = schedule
+        self._wall_clock = wall_clock
+        self._monotonic = monotonic
+        # The timer thread publishes while a later request may be recording: one lock for the
+        # buffer and the publish bookkeeping, never held during a call to CloudWatch.
+        self._lock = threading.Lock()
+        self._pending: Pending = {}
+        self._pending_values = 0
+        self._dropped_samples = 0
+        self._last_publish: float | None = None  # monotonic; None: nothing published yet
+        self._timer_armed = False
+
+    def add(self, name: str, value: float, unit: MetricUnit, at: datetime | None = None) -> None:
+        moment = at if at is not None else self._wall_clock()
+        series = _Series(math.floor(moment.timestamp()), name, unit)
+        # Whole units (1 ms for latencies): finer is noise at this scale, and every distinct
+        # value costs a slot in the datum.
+        rounded = float(round(value))
+        with self._lock:
+            counts = self._pending.get(series)
+            if counts is None or rounded not in counts:
+                if self._pending_values >= self._max_pending_values:
+                    self._dropped_samples += 1  # reported at the next publish
+                    return
+                self._pending_values += 1
+                if counts is None:
+                    counts = self._pending[series] = Counter()
+            counts[rounded] += 1
+
+    def flush(self) -> None:
+        self._publish_when_due()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer_armed = False
+        self._publish_when_due()
+
+    def _publish_when_due(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            now = self._monotonic()
+            wait_s = (
+                0.0
+                if self._last_publish is None
+                else self._min_flush_interval_s - (now - self._last_publish)
+            )
+            if wait_s > 0:
+                # Too soon after the last publish: the timer publishes this if no later
+                # request does first.
+                if not self._timer_armed:
+                    self._timer_armed = True
+                    self._schedule(wait_s, self._on_timer)
+                return
+            pending, dropped = self._pending, self._dropped_samples
+            self._pending, self._pending_values, self._dropped_samples = {}, 0, 0
+            self._last_publish = now
+        if dropped:
+            logger.warning("metrics buffer full: %d samples were dropped", dropped)
+        self._publish(pending)
+
+    def _publish(self, pending: Pending) -> None:
+        chunks = list(_chunks(self._datums(pending)))
+        for sent, chunk in enumerate(chunks):
+            try:
+                self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=chunk)
+            except Exception as e:
+                # Best effort by design: no error of the metrics sink (a botocore error, or a
+                # refusal of the data) may fail a request or a batch. CloudWatch is likely down:
+                # the rest of this publish is dropped too rather than wait on it again.
+                dropped = sum(len(unsent) for unsent in chunks[sent:])
+                logger.warning(
+                    "PutMetricData to %s failed, %d datums dropped: %s: %s",
+                    self._namespace,
+                    dropped,
+                    type(e).__name__,
+                    e,
+                )
+                return
+
+    def _datums(self, pending: Pending) -> list[dict[str, Any]]:
+        datums = []
+        for series in sorted(pending):
+            values = sorted(pending[series].items())
+            for start in range(0, len(values), MAX_VALUES_PER_DATUM):
+                part = values[start : start + MAX_VALUES_PER_DATUM]
+                datums.append(
+                    {
+                        "MetricName": series.name,
+                        "Dimensions": self._dimensions,
+                        "Timestamp": datetime.fromtimestamp(series.second, UTC),
+                        "Unit": series.unit,
+                        "StorageResolution": HIGH_RESOLUTION,
+                        "Values": [value for value, _ in part],
+                        "Counts": [float(count) for _, count in part],
+                    }
+                )
+        return datums
+
+
+def _chunks(datums: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The datums in as few PutMetricData calls as its limits allow."""
+    chunk: list[dict[str, Any]] = []
+    values = 0
+    for datum in datums:
+        size = len(datum["Values"])
+        if chunk and (len(chunk) == MAX_DATUMS_PER_CALL or values + size > MAX_VALUES_PER_CALL):
+            yield chunk
+            chunk, values = [], 0
+        chunk.append(datum)
+        values += size
+    if chunk:
+        yield chunk
