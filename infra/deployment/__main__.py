@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 
+from burst.errors import BurstError
 from chalicelib.errors import TaskError
 from deployment import chalice_stage, demo, migrations, pipeline, stack
 from deployment.pipeline import StageDeployment
@@ -37,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("deploy", help="deploy the stack, migrations and the Chalice app")
     commands.add_parser("destroy", help="delete the Chalice app and the stack (keeps the data)")
     commands.add_parser("url", help="print the deployed API's local URL")
-    demo_parser = commands.add_parser("demo", help="send a bounded burst of tasks and report")
+    demo_parser = commands.add_parser(
+        "demo", help="the main job's burst (a preset of scripts/burst) and its report"
+    )
     demo.add_arguments(demo_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         chalice_stage.DeployError,
         stack.StackError,
         migrations.MigrationError,
-        demo.DemoError,
+        BurstError,
         TaskError,
     ) as error:
         print(f"{args.command}: {error}", file=sys.stderr)

@@ -47,9 +47,10 @@ from urllib.parse import urlparse
 import psycopg
 import requests
 
+from burst.analysis import percentile
+from burst.settings import LOOPBACK_HOSTS
 from chalicelib.validation import MAX_BATCH_TASKS
 from deployment import database
-from deployment.demo import LOOPBACK_HOSTS, percentile
 from localcloud import endpoints
 from localcloud.aws import client_for_running
 

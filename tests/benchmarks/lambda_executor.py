@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.config import Config
 
-from deployment.demo import percentile
+from burst.analysis import percentile
 from localcloud.aws import client_for_running
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,15 +3,19 @@ failures reach the dead-letter queue, redeliveries change nothing, bad input cha
 
 from __future__ import annotations
 
+import collections
 import json
+import threading
 from typing import Any
 
 import psycopg
 import pytest
+import requests
 
+from burst.schedule import PlannedRequest
+from burst.sender import Answer, SystemClock, send_on_schedule
 from chalicelib.model import TaskMessage
 from chalicelib.sqs_queue import CORRELATION_ATTRIBUTE
-from deployment import demo
 from tests.e2e.conftest import Stage, wait_for
 
 MAX_RECEIVES = 5
@@ -174,7 +178,17 @@ def test_a_small_burst_drains_with_one_row_per_accepted_task(
 
 @pytest.mark.parametrize("count", [40])
 def test_whoami_burst_is_served_by_several_environments(stage: Stage, count: int) -> None:
-    result = demo.burst(f"{stage.api}whoami", count=count, concurrency=4, max_seconds=60)
+    environments: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
 
-    assert result.statuses == {200: count}
-    assert 2 <= len(result.environments) <= 4
+    def whoami(request: PlannedRequest) -> Answer:
+        response = requests.get(f"{stage.api}whoami", timeout=30)
+        with lock:
+            environments[response.json().get("log_stream", "?")] += 1
+        return Answer(response.status_code)
+
+    spike = [PlannedRequest(n, 0.0, n, ()) for n in range(count)]
+    log = send_on_schedule(spike, whoami, threads=4, max_seconds=60, clock=SystemClock())
+
+    assert collections.Counter(s.answer.status for s in log.sent) == {200: count}
+    assert 2 <= len(environments) <= 4

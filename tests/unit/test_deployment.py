@@ -1,4 +1,4 @@
-"""Deploy bookkeeping and the demo's guards, without a local cloud."""
+"""Deploy bookkeeping and the demo's preset, without a local cloud."""
 
 import argparse
 import json
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from burst import settings as burst_settings
+from burst.settings import BurstSettings
 from deployment import chalice_stage, demo, pipeline
 
 FUNCTION = "serverless-scaling-local"
@@ -53,51 +55,31 @@ def test_chalice_gets_the_endpoint_from_the_standard_variable() -> None:
     assert env["AWS_DEFAULT_REGION"] == "us-east-1"
 
 
-def args(**overrides: object) -> argparse.Namespace:
-    values = {"tasks": 10, "fail": 0, "concurrency": 2, "max_seconds": 5.0, **overrides}
-    return argparse.Namespace(**values)
+def demo_settings(*argv: str) -> BurstSettings:
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    return burst_settings.from_args(parser.parse_args(list(argv)))
 
 
-@pytest.mark.parametrize(
-    ("overrides", "named"),
-    [
-        ({"tasks": 0}, "--tasks"),
-        ({"tasks": 10**6}, "--tasks"),
-        ({"fail": 11}, "--fail"),
-        ({"concurrency": 1000}, "--concurrency"),
-        ({"max_seconds": 3600}, "--max-seconds"),
-    ],
-)
-def test_demo_refuses_unbounded_bursts(overrides: dict[str, object], named: str) -> None:
-    with pytest.raises(demo.DemoError, match=named):
-        demo.validate(args(**overrides), "http://127.0.0.1:4566/x")
+def test_the_demo_preset_is_a_valid_bounded_burst() -> None:
+    settings = demo_settings()
+
+    burst_settings.check(settings)
+    assert settings.duration + settings.drain_seconds <= 90
+    assert settings.max_seconds + settings.drain_seconds <= 90
 
 
-def test_demo_loads_only_loopback() -> None:
-    with pytest.raises(demo.DemoError, match="loopback"):
-        demo.validate(args(), "http://10.0.0.5:4566/x")
-    demo.validate(args(), "http://localhost:4566/x")
+def test_the_demo_sends_far_faster_than_one_batch_at_a_time_drains() -> None:
+    settings = demo_settings()
+    one_batch_tasks_per_s = 1000 / settings.sleep_ms  # 10 tasks in 10 x ms, one batch at a time
+
+    assert settings.task_type == "sleep"
+    assert settings.rate >= 10 * one_batch_tasks_per_s  # enough backlog for 10 batches at once
+    assert settings.batch > 1  # single POSTs go at ~75/s here
 
 
-def test_the_task_mix_holds_the_requested_failures() -> None:
-    tasks = demo.task_mix(100, fail=7)
-
-    assert len(tasks) == 100
-    assert sum(t["type"] == "fail" for t in tasks) == 7
-    assert {t["type"] for t in tasks} <= {"echo", "sleep", "cpu", "fail"}
-
-
-def test_peak_overlap_counts_batches_running_at_once() -> None:
-    from datetime import datetime, timedelta
-
-    t0 = datetime(2026, 11, 27)
-
-    def at(seconds: float) -> datetime:
-        return t0 + timedelta(seconds=seconds)
-
-    spans = [(at(0), at(2)), (at(1), at(3)), (at(1.5), at(1.6)), (at(5), at(6))]
-
-    assert demo.peak_overlap(spans) == 3
+def test_the_demo_takes_burst_options() -> None:
+    assert demo_settings("--count", "50", "--type", "echo").count == 50
 
 
 def stage_project(tmp_path: Path, **environment: str) -> Path:

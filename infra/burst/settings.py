@@ -1,0 +1,226 @@
+"""What a burst sends, and the bounds that keep it a burst on one laptop. Every option is checked
+before anything is sent; the problems are reported together, each with what to fix."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from burst.errors import BurstError
+from chalicelib.task_types import MAX_CPU_ROUNDS, MAX_SLEEP_MS, TASK_TYPES
+from chalicelib.validation import MAX_BATCH_TASKS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT_DIR = PROJECT_ROOT / ".localcloud" / "reports"  # git-ignored with .localcloud/
+
+PROFILES = ("spike", "ramp", "steady")
+MIX = "mix"
+TASK_TYPE_CHOICES = (*TASK_TYPES, MIX)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+MAX_COUNT = 10_000
+MAX_RATE = 2_000.0  # tasks per second; far above what this machine's API accepts
+MAX_DURATION = 300.0
+MAX_THREADS = 64
+MAX_SECONDS = 600.0
+MAX_DRAIN_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class BurstSettings:
+    """One burst. `rate` is tasks per second (with `batch` > 1, requests go `batch` tasks at a
+    time, so rate / batch requests per second)."""
+
+    profile: str = "steady"
+    count: int = 500
+    rate: float = 50.0
+    duration: float = 10.0
+    task_type: str = "echo"
+    sleep_ms: int = 200
+    cpu_rounds: int = 20_000
+    failure_rate: float = 0.2
+    batch: int = 1
+    threads: int = 16
+    max_seconds: float = 120.0
+    drain_seconds: float = 120.0
+    out_dir: Path = DEFAULT_OUT_DIR
+    seed: int = 7
+    progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["out_dir"] = str(self.out_dir)
+        return values
+
+
+def problems(settings: BurstSettings) -> list[str]:
+    """Every setting out of bounds, each as `--option: what is wrong; what to use`."""
+    found: list[str] = []
+
+    def bounded(option: str, value: float, low: float, high: float, what: str = "") -> None:
+        if not low <= value <= high:
+            found.append(f"{option} {value:g} is out of range: use {low:g} to {high:g}{what}")
+
+    if settings.profile not in PROFILES:
+        found.append(f"--profile {settings.profile!r}: use one of {', '.join(PROFILES)}")
+    if settings.task_type not in TASK_TYPE_CHOICES:
+        found.append(f"--type {settings.task_type!r}: use one of {', '.join(TASK_TYPE_CHOICES)}")
+    bounded("--count", settings.count, 1, MAX_COUNT)
+    bounded("--rate", settings.rate, 0.1, MAX_RATE, " tasks per second")
+    bounded("--duration", settings.duration, 0.1, MAX_DURATION, " seconds")
+    bounded("--ms", settings.sleep_ms, 0, MAX_SLEEP_MS, " (sleep tasks' milliseconds)")
+    bounded("--rounds", settings.cpu_rounds, 1, MAX_CPU_ROUNDS, " (cpu tasks' SHA-256 rounds)")
+    bounded("--failure-rate", settings.failure_rate, 0, 1, " (flaky tasks' failure probability)")
+    bounded("--batch", settings.batch, 1, MAX_BATCH_TASKS, " tasks per request (1: POST /tasks)")
+    bounded("--threads", settings.threads, 1, MAX_THREADS, " sender threads")
+    bounded("--max-seconds", settings.max_seconds, 1, MAX_SECONDS)
+    bounded("--drain-seconds", settings.drain_seconds, 0, MAX_DRAIN_SECONDS)
+    if found:
+        return found  # the checks below need sane values
+    if settings.profile != "spike" and settings.duration > settings.max_seconds:
+        found.append(
+            f"--duration {settings.duration:g} s is longer than --max-seconds "
+            f"{settings.max_seconds:g} s, which would cut the schedule short: raise "
+            "--max-seconds or shorten --duration"
+        )
+    if settings.out_dir.exists() and not settings.out_dir.is_dir():
+        found.append(f"--out {settings.out_dir} is a file: give a directory")
+    return found
+
+
+def check(settings: BurstSettings) -> None:
+    found = problems(settings)
+    if found:
+        raise BurstError("nothing was sent; fix these settings:\n  " + "\n  ".join(found))
+
+
+def check_loopback(url: str) -> None:
+    """The burst only loads this machine: a URL elsewhere is refused, whatever wrote it."""
+    host = urlparse(url).hostname
+    if host not in LOOPBACK_HOSTS:
+        raise BurstError(
+            f"the API URL {url} is not on loopback ({host}): the burst only loads this machine's "
+            f"local cloud ({', '.join(sorted(LOOPBACK_HOSTS))}); nothing was sent"
+        )
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None
+) -> None:
+    """The burst's options; `defaults` (BurstSettings field names) overrides the defaults,
+    e.g. the demo's preset."""
+    base = {**BurstSettings().__dict__, **(defaults or {})}
+    add = parser.add_argument
+    add(
+        "--profile",
+        choices=PROFILES,
+        default=base["profile"],
+        help="spike: all --count tasks due at once, sent as fast as --threads allow; "
+        "ramp: the rate rises linearly from 0 to --rate over --duration; "
+        "steady: --rate per second for --duration (default %(default)s)",
+    )
+    add(
+        "--count",
+        type=int,
+        default=base["count"],
+        help=f"tasks to send, at most (1..{MAX_COUNT}; default %(default)s)",
+    )
+    add(
+        "--rate",
+        type=float,
+        default=base["rate"],
+        help=f"target arrival rate, tasks/s (steady; ramp's peak; <= {MAX_RATE:g}; "
+        "default %(default)s)",
+    )
+    add(
+        "--duration",
+        type=float,
+        default=base["duration"],
+        help=f"seconds of ramp or steady arrivals (<= {MAX_DURATION:g}; default %(default)s)",
+    )
+    add(
+        "--type",
+        dest="task_type",
+        choices=TASK_TYPE_CHOICES,
+        default=base["task_type"],
+        help="task type; mix: 60%% echo, 30%% sleep, 10%% cpu (default %(default)s)",
+    )
+    add(
+        "--ms",
+        dest="sleep_ms",
+        type=int,
+        default=base["sleep_ms"],
+        help=f"sleep tasks: milliseconds (0..{MAX_SLEEP_MS}; default %(default)s)",
+    )
+    add(
+        "--rounds",
+        dest="cpu_rounds",
+        type=int,
+        default=base["cpu_rounds"],
+        help=f"cpu tasks: SHA-256 rounds (1..{MAX_CPU_ROUNDS}; default %(default)s)",
+    )
+    add(
+        "--failure-rate",
+        type=float,
+        default=base["failure_rate"],
+        help="flaky tasks: probability of failing each attempt (0..1; default %(default)s)",
+    )
+    add(
+        "--batch",
+        type=int,
+        default=base["batch"],
+        help=f"tasks per request: 1 sends POST /tasks, 2..{MAX_BATCH_TASKS} POST /tasks/batch "
+        "(single POSTs go at ~75/s here: use --batch for big spikes; default %(default)s)",
+    )
+    add(
+        "--threads",
+        type=int,
+        default=base["threads"],
+        help=f"sender threads, the most requests in flight (1..{MAX_THREADS}; default %(default)s)",
+    )
+    add(
+        "--max-seconds",
+        type=float,
+        default=base["max_seconds"],
+        help=f"stop sending after this; what is not sent by then is skipped "
+        f"(<= {MAX_SECONDS:g}; default %(default)s)",
+    )
+    add(
+        "--drain-seconds",
+        type=float,
+        default=base["drain_seconds"],
+        help="after sending, wait this long at most for every accepted task to be done or "
+        f"failed (<= {MAX_DRAIN_SECONDS:g}; default %(default)s)",
+    )
+    add(
+        "--out",
+        dest="out_dir",
+        type=Path,
+        default=base["out_dir"],
+        help="directory for burst-<run id>.json and .png (default %(default)s)",
+    )
+    add(
+        "--seed",
+        type=int,
+        default=base["seed"],
+        help="seed of the mix's random choice (default %(default)s)",
+    )
+    add(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=base["progress"],
+        help="no progress bar on stderr",
+    )
+
+
+def from_args(args: argparse.Namespace) -> BurstSettings:
+    fields = BurstSettings.__dataclass_fields__
+    return BurstSettings(**{name: getattr(args, name) for name in fields})

@@ -1,0 +1,116 @@
+"""The burst's settings: bounded, loopback only, every problem named with its fix."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from burst import settings as burst_settings
+from burst.errors import BurstError
+from burst.settings import BurstSettings, check, check_loopback, problems
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"count": 0}, "--count 0"),
+        ({"count": 10_001}, "--count 10001"),
+        ({"rate": 0}, "--rate"),
+        ({"rate": 1e6}, "--rate"),
+        ({"duration": 3600}, "--duration"),
+        ({"batch": 101}, "--batch"),
+        ({"threads": 0}, "--threads"),
+        ({"threads": 500}, "--threads"),
+        ({"max_seconds": 86_400}, "--max-seconds"),
+        ({"drain_seconds": -1}, "--drain-seconds"),
+        ({"sleep_ms": 60_000}, "--ms"),
+        ({"cpu_rounds": 0}, "--rounds"),
+        ({"failure_rate": 1.5}, "--failure-rate"),
+        ({"task_type": "teleport"}, "--type 'teleport'"),
+        ({"profile": "sawtooth"}, "--profile 'sawtooth'"),
+        ({"duration": 200, "max_seconds": 100}, "raise --max-seconds or shorten --duration"),
+    ],
+)
+def test_a_setting_out_of_bounds_is_refused_naming_the_option(
+    changes: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(BurstError, match="nothing was sent") as refused:
+        check(dataclasses.replace(BurstSettings(), **changes))
+
+    assert named in str(refused.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(BurstSettings(count=0, rate=0, threads=0))
+
+    assert [p.split()[0] for p in found] == ["--count", "--rate", "--threads"]
+
+
+def test_the_defaults_and_a_5000_task_batched_spike_pass() -> None:
+    check(BurstSettings())
+    check(BurstSettings(profile="spike", count=5000, batch=100))
+
+
+def test_out_must_be_a_directory(tmp_path: Path) -> None:
+    a_file = tmp_path / "report"
+    a_file.write_text("")
+
+    with pytest.raises(BurstError, match="--out"):
+        check(BurstSettings(out_dir=a_file))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.5:4566/_aws/execute-api/x/api/",
+        "https://abc.execute-api.us-east-1.amazonaws.com/api/",
+        "http://example.com/",
+    ],
+)
+def test_a_url_off_loopback_is_refused(url: str) -> None:
+    with pytest.raises(BurstError, match="not on loopback"):
+        check_loopback(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:4566/x/", "http://localhost:4640/x/", "http://[::1]:4566/x/"]
+)
+def test_loopback_urls_pass(url: str) -> None:
+    check_loopback(url)
+
+
+def test_the_command_line_maps_onto_the_settings() -> None:
+    parser = argparse.ArgumentParser()
+    burst_settings.add_arguments(parser)
+
+    args = parser.parse_args(
+        ["--profile", "ramp", "--count", "40", "--type", "sleep", "--ms", "5", "--batch", "10"]
+    )
+    settings = burst_settings.from_args(args)
+
+    assert (settings.profile, settings.count, settings.task_type) == ("ramp", 40, "sleep")
+    assert (settings.sleep_ms, settings.batch) == (5, 10)
+
+
+def test_a_preset_changes_the_defaults_and_options_still_win() -> None:
+    parser = argparse.ArgumentParser()
+    burst_settings.add_arguments(parser, defaults={"count": 600, "task_type": "sleep"})
+
+    preset = burst_settings.from_args(parser.parse_args([]))
+    overridden = burst_settings.from_args(parser.parse_args(["--count", "10"]))
+
+    assert (preset.count, preset.task_type, overridden.count) == (600, "sleep", 10)
+
+
+def test_an_unknown_type_on_the_command_line_stops_argparse_with_status_2() -> None:
+    parser = argparse.ArgumentParser()
+    burst_settings.add_arguments(parser)
+
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["--type", "teleport"])
+
+    assert stopped.value.code == 2
