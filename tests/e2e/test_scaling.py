@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from deployment import demo
+from burst.analysis import TaskRow, batch_intervals, peak_overlap
 from localcloud.settings import Settings
 from tests.e2e.conftest import Stage, deployed_stage, wait_for
 
@@ -127,9 +127,9 @@ def test_maximum_concurrency_n_runs_n_batches_at_once_and_never_more(
     )
     rows = finished_rows(database_conninfo, ids, 90)
 
-    batches = demo.batches(rows)
+    batches = batch_intervals(TaskRow.from_db(row) for row in rows)
     assert len(batches) >= 18
-    peak = demo.peak_overlap(list(batches.values()))
+    peak = peak_overlap(batches.values()).count
     assert peak == maximum, f"{peak} batches at once with MaximumConcurrency {maximum}"
     assert all(row["attempts"] == 1 for row in rows)  # no message ran in two batches
 
@@ -154,7 +154,8 @@ def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(
         lambda_client.delete_function_concurrency(FunctionName=function)
 
     assert len({row["id"] for row in rows}) == 40
-    assert demo.peak_overlap(list(demo.batches(rows).values())) <= 2
+    batches = batch_intervals(TaskRow.from_db(row) for row in rows)
+    assert peak_overlap(batches.values()).count <= 2
     dead_letters = scaling_stage.client("sqs").get_queue_attributes(
         QueueUrl=scaling_stage.dead_letter_queue_url,
         AttributeNames=["ApproximateNumberOfMessages"],
