@@ -34,6 +34,7 @@ CHECKS = textwrap.dedent(
     patches.wake_the_server_loop_on_shutdown()
     patches.answer_function_updates_once_done()
     patches.stop_per_invoke_lambda_metrics()
+    patches.batch_lambda_log_shipping()
     from localstack.services.lambda_.invocation import version_manager
     assert version_manager.record_cw_metric_invocation is patches._publish_nothing
     # the scaling SQS poller: what it relies on, and its factory patch
@@ -41,7 +42,8 @@ CHECKS = textwrap.dedent(
     sqs_scaling.check_seams()
     sqs_scaling.scale_sqs_event_source_mappings()
     patched = {p.name for p in Patch.applied_patches}
-    assert {"stop_version", "shutdown", "update_version", "get_esm_worker"} <= patched, patched
+    expected = {"stop_version", "shutdown", "update_version", "get_esm_worker", "run_log_loop"}
+    assert expected <= patched, patched
     print("seams ok")
     """
 )

@@ -84,6 +84,7 @@ class ScalingSqsPoller:
         # from then on no batch starts (LocalStack already reports the new state).
         self._stopping = worker_stopped
         self._wake = threading.Event()
+        self._received_while_stopping: list[dict[str, Any]] = []
         self.in_flight = 0
         self._peak_in_flight = 0
         self._batch_deadline = threading.local()
@@ -133,6 +134,14 @@ class ScalingSqsPoller:
         finally:
             with self._lock:
                 self._threads.discard(me)
+                to_release: list[dict[str, Any]] = []
+                if not self._threads and self._stopping.is_set():  # the last poller out
+                    to_release, self._received_while_stopping = self._received_while_stopping, []
+            if to_release:
+                LOG.info(
+                    "mapping %s stopped: %d message(s) visible again", self.uuid, len(to_release)
+                )
+                self._release(to_release)
 
     def _run_one_batch(self) -> None:
         try:
@@ -143,7 +152,11 @@ class ScalingSqsPoller:
             return
         received_at = time.monotonic()
         if messages and self._stopping.is_set():
-            self._release(messages)
+            # Received as the mapping stopped: made visible again once every poller of this
+            # mapping is gone. Released any earlier, a sibling still long-polling would take
+            # them again, and each receive counts towards the queue's maxReceiveCount.
+            with self._lock:
+                self._received_while_stopping += messages
             return
         if not messages:
             with self._lock:
@@ -166,7 +179,7 @@ class ScalingSqsPoller:
         except Exception as error:
             # The batch failed as a whole (function error, timeout, throttled to the end): its
             # messages were not deleted and reappear after the visibility timeout.
-            LOG.debug("batch from %s failed: %s", self._sqs.source_arn, error)
+            LOG.info("a batch from %s failed: %r", self._sqs.source_arn, error)
             with self._lock:
                 self.policy.batch_failed(time.monotonic())
         finally:
