@@ -69,3 +69,19 @@ def test_a_state_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     afile.write_text("")
     with pytest.raises(SettingsError, match="not a directory"):
         Settings.from_env({"LOCALCLOUD_STATE_DIR": str(afile)})
+
+
+def test_the_mapping_scale_up_rate_defaults_to_aws_and_reaches_localstack() -> None:
+    from localcloud.localstack import localstack_environment
+
+    assert Settings.from_env({}).esm_scale_up_per_minute == 300.0
+    faster = Settings.from_env({"LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": "3000"})
+    assert localstack_environment(faster)["LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE"] == "3000"
+
+
+@pytest.mark.parametrize("raw", ["fast", "0", "-5", "60001"])
+def test_a_bad_scale_up_rate_names_the_variable_and_the_range(raw: str) -> None:
+    with pytest.raises(
+        SettingsError, match=r"LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE=.* from 1 to 60000"
+    ):
+        Settings.from_env({"LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": raw})
