@@ -20,7 +20,7 @@ AWS_INITIAL_CONCURRENCY = 5
 AWS_SCALE_UP_PER_MINUTE = 300.0
 AWS_MAXIMUM_CONCURRENCY_PER_MAPPING = 1000
 MINIMUM_MAXIMUM_CONCURRENCY = 2
-# One poller keeps long-polling an idle queue, so that arriving messages are seen at once.
+# One poller keeps polling an idle queue, so that arriving messages are seen.
 IDLE_CONCURRENCY = 1
 # After a throttle or a failed batch, no scaling up for this long.
 SLOW_DOWN_SECONDS = 1.0
