@@ -93,6 +93,12 @@ def finished_rows(conninfo: str, ids: list[str], seconds: float) -> list[dict[st
 
 
 def cloudwatch_sum(stage: Stage, namespace: str, metric: str, dimensions: dict[str, str]) -> float:
+    return float(sum(cloudwatch_values(stage, namespace, metric, dimensions, "Sum")))
+
+
+def cloudwatch_values(
+    stage: Stage, namespace: str, metric: str, dimensions: dict[str, str], stat: str
+) -> list[float]:
     now = datetime.now(UTC)
     result = stage.client("cloudwatch").get_metric_data(
         MetricDataQueries=[
@@ -105,14 +111,14 @@ def cloudwatch_sum(stage: Stage, namespace: str, metric: str, dimensions: dict[s
                         "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
                     },
                     "Period": 1,
-                    "Stat": "Sum",
+                    "Stat": stat,
                 },
             }
         ],
-        StartTime=now - timedelta(minutes=5),
+        StartTime=now - timedelta(minutes=2),
         EndTime=now + timedelta(seconds=5),
     )
-    return float(sum(result["MetricDataResults"][0]["Values"]))
+    return [float(value) for value in result["MetricDataResults"][0]["Values"]]
 
 
 def test_maximum_concurrency_n_runs_n_batches_at_once_and_never_more(
@@ -132,6 +138,20 @@ def test_maximum_concurrency_n_runs_n_batches_at_once_and_never_more(
     peak = peak_overlap(batches.values()).count
     assert peak == maximum, f"{peak} batches at once with MaximumConcurrency {maximum}"
     assert all(row["attempts"] == 1 for row in rows)  # no message ran in two batches
+    # the mapping's own gauge, published by the local cloud once a second
+    gauge = wait_for(
+        lambda: cloudwatch_values(
+            scaling_stage,
+            "LocalCloud/EventSourceMapping",
+            "ConcurrentBatches",
+            {"EventSourceMappingUUID": mapping_uuid(scaling_stage)},
+            "Maximum",
+        ),
+        lambda values: maximum in values,
+        10,
+        f"ConcurrentBatches {maximum} in CloudWatch",
+    )
+    assert max(gauge) == maximum
 
 
 def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(

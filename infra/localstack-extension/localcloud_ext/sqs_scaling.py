@@ -95,11 +95,14 @@ class ScalingSqsPoller:
         self._register_wait_override()
         processor = sqs_poller.processor
         processor.sender = ThrottleRetryingSender(processor.sender, self)
-        self._gauges = _register_gauges(self)
+        # Registered when the worker first polls: a mapping created disabled never publishes.
+        self._gauges: list[str] | None = None
 
     # --- the EsmWorker's side ------------------------------------------------------------------
 
     def poll_events(self) -> None:
+        if self._gauges is None:
+            self._gauges = _register_gauges(self)
         with self._lock:
             target = self.policy.tick(time.monotonic())
             missing = target - len(self._threads)
@@ -121,7 +124,7 @@ class ScalingSqsPoller:
             threads = list(self._threads)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        _unregister_gauges(self._gauges)
+        _unregister_gauges(self._gauges or [])
         self._sqs.close()
 
     # --- batch threads -------------------------------------------------------------------------
@@ -331,7 +334,9 @@ def _register_gauges(poller: ScalingSqsPoller) -> list[str]:
         "ScalingTarget": poller.read_target,
     }
     for metric, read in reads.items():
-        key = f"esm/{poller.uuid}/{metric}"
+        # One key per poller: an update replaces the mapping's poller, and the old one's
+        # unregistering must not remove the new one's gauges.
+        key = f"esm/{poller.uuid}/{id(poller)}/{metric}"
         service_metrics.register_gauge(
             key,
             account_id=arn["account"],
