@@ -131,7 +131,10 @@ def test_the_report_is_json_and_the_summary_names_each_figure(tmp_path: Path) ->
     for label in ("sent", "pace", "accepted", "API ms", "end-to-end ms", "drain", "batches"):
         assert f"  {label} " in text
     assert "integrity      OK" in text
-    assert "most at once: 2 of MaximumConcurrency 10, reached 1.8 s" in text
+    assert "esm_concurrent_batches 2 at 1.9 s" in text
+    assert (
+        "most at once (task spans in the rows): 2 of MaximumConcurrency 10, reached 1.8 s" in text
+    )
 
 
 def test_a_lost_task_fails_the_integrity_check_in_the_report() -> None:
