@@ -7,7 +7,8 @@ metrics follow the writes: a task is counted done or failed only by the write th
 
 Metrics per invocation: BatchSize once; per record TasksProcessed and EndToEndLatency (done),
 TasksFailed (marked failed on its last receive) or TasksRetried (handed back to the queue with
-receives left); published once, at the end of the batch."""
+receives left); handed to the metrics port at the end of the batch, which publishes at most
+once a second (wiring.py)."""
 
 from __future__ import annotations
 
