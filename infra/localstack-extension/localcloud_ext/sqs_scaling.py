@@ -16,6 +16,7 @@ more than their concurrency, and the local cloud does not need them yet.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -314,8 +315,54 @@ class ThrottleRetryingSender:
 
 
 def _is_throttle(error: Exception) -> bool:
+    """A throttle, from a boto3 client (ClientError) or from LocalStack's LambdaService."""
     response: dict[str, Any] = getattr(error, "response", None) or {}
-    return bool(response.get("Error", {}).get("Code") == "TooManyRequestsException")
+    code = response.get("Error", {}).get("Code") or getattr(error, "code", None)
+    return bool(code == "TooManyRequestsException")
+
+
+class DirectLambdaInvoker:
+    """Stands in for the boto3 Lambda client the stock sender invokes through: the same
+    `invoke(FunctionName=ARN, Payload=..., InvocationType=...)` and response shape, answered by
+    LocalStack's LambdaService in-process. The client's trip (botocore serialising, LocalStack's
+    in-memory HTTP, handler chain and parser, and back) was a quarter of LocalStack's CPU while
+    a mapping drained a backlog."""
+
+    def __init__(self, lambda_service: Any) -> None:
+        self._service = lambda_service
+
+    def invoke(
+        self, *, FunctionName: str, Payload: str, InvocationType: str, **extra: Any
+    ) -> dict[str, Any]:
+        from localstack.services.lambda_.api_utils import function_locators_from_arn
+        from localstack.utils.strings import long_uid, to_bytes
+
+        name, qualifier, account_id, region = function_locators_from_arn(FunctionName)
+        request_id = long_uid()
+        result = self._service.invoke(
+            function_name=name,
+            qualifier=extra.get("Qualifier", qualifier),
+            region=region,
+            account_id=account_id,
+            invocation_type=InvocationType,
+            client_context=None,
+            request_id=request_id,
+            payload=to_bytes(Payload),
+            trace_context={},
+            user_agent=None,
+        )
+        response: dict[str, Any] = {
+            "StatusCode": 200,
+            "Payload": io.BytesIO(to_bytes(result.payload or b"")),
+            "ExecutedVersion": result.executed_version,
+            "ResponseMetadata": {"RequestId": request_id},
+        }
+        if result.is_error:
+            response["FunctionError"] = "Unhandled"
+        return response
+
+
+_LAMBDA_SERVICE: list[Any] = []  # LocalStack's one LambdaService, once its provider made it
 
 
 def _register_gauges(poller: ScalingSqsPoller) -> list[str]:
@@ -366,14 +413,24 @@ def scale_sqs_event_source_mappings() -> None:
         EsmWorkerFactory,
     )
     from localstack.services.lambda_.event_source_mapping.pollers.sqs_poller import SqsPoller
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
     from localstack.utils.patch import patch
 
     check_seams()
+
+    @patch(LambdaService.__init__)
+    def remember_the_service(init: Any, self: LambdaService) -> None:
+        init(self)
+        _LAMBDA_SERVICE[:] = [self]
 
     @patch(EsmWorkerFactory.get_esm_worker)
     def get_esm_worker(get_esm_worker: Any, self: EsmWorkerFactory) -> EsmWorker:
         worker: EsmWorker = get_esm_worker(self)
         if type(worker.poller) is SqsPoller and not worker.poller.is_fifo_queue:
+            if _LAMBDA_SERVICE:
+                worker.poller.processor.sender.target_client = DirectLambdaInvoker(
+                    _LAMBDA_SERVICE[0]
+                )
             worker.poller = ScalingSqsPoller(
                 worker.poller, worker.esm_config, worker._shutdown_event
             )
@@ -395,12 +452,36 @@ def check_seams() -> None:
     from localstack.services.lambda_.event_source_mapping.senders.lambda_sender import (
         LambdaSender,
     )
+    from localstack.services.lambda_.event_source_mapping.senders.sender import Sender
 
     from localcloud_ext.patches import SeamMoved, require_parameters
 
     require_parameters(EsmWorkerFactory.get_esm_worker, ["self"])
     require_parameters(SqsPoller.handle_messages, ["self", "messages"])
     require_parameters(LambdaSender.send_events, ["self", "events"])
+    if "target_client" not in Sender.__init__.__code__.co_names:
+        raise SeamMoved("Sender no longer keeps its target_client")
+    if "self.target_client.invoke(" not in inspect.getsource(LambdaSender.send_events):
+        raise SeamMoved("LambdaSender.send_events no longer invokes through its target_client")
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+
+    require_parameters(LambdaService.__init__, ["self"])
+    require_parameters(
+        LambdaService.invoke,
+        [
+            "self",
+            "function_name",
+            "qualifier",
+            "region",
+            "account_id",
+            "invocation_type",
+            "client_context",
+            "request_id",
+            "payload",
+            "trace_context",
+            "user_agent",
+        ],
+    )
     require_parameters(EsmEventProcessor.__init__, ["self", "sender", "logger"])
     loop_source = inspect.getsource(EsmWorker.poller_loop)
     for needed in ("self.poller.poll_events()", "self.poller.close()"):
