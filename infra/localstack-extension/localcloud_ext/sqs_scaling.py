@@ -362,7 +362,92 @@ class DirectLambdaInvoker:
         return response
 
 
+class DirectSqs:
+    """Stands in for the boto3 SQS client of a mapping's poller for the calls a batch makes
+    (receive, delete, change visibility), answered by LocalStack's SQS provider in-process with
+    the same parameters and response shapes; anything else goes to the client. Receive and
+    delete through the client (botocore, LocalStack's in-memory HTTP, handler chain) were half
+    of LocalStack's CPU while a mapping drained a backlog."""
+
+    def __init__(self, provider: Any, client: Any, account_id: str, region: str) -> None:
+        from localstack.aws.spec import load_service
+
+        self._provider = provider
+        self._client = client
+        self._account_id = account_id
+        self._region = region
+        self._service_model = load_service("sqs")  # the provider reads its protocol
+
+    def receive_message(
+        self,
+        *,
+        QueueUrl: str,
+        MaxNumberOfMessages: int,
+        WaitTimeSeconds: int,
+        MessageAttributeNames: list[str],
+        MessageSystemAttributeNames: list[str],
+        sqs_override_max_message_count: int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        result = self._provider.receive_message(
+            self._context(
+                count=sqs_override_max_message_count, wait=extra.get(WAIT_OVERRIDE_PARAM)
+            ),
+            queue_url=QueueUrl,
+            message_attribute_names=MessageAttributeNames,
+            message_system_attribute_names=MessageSystemAttributeNames,
+            max_number_of_messages=MaxNumberOfMessages,
+            wait_time_seconds=WaitTimeSeconds,
+        )
+        return {"Messages": result.get("Messages") or []}
+
+    def delete_message_batch(
+        self,
+        *,
+        QueueUrl: str,
+        Entries: list[dict[str, Any]],
+        sqs_override_max_message_count: int | None = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._provider.delete_message_batch(
+            self._context(count=sqs_override_max_message_count), queue_url=QueueUrl, entries=Entries
+        )
+        return result
+
+    def change_message_visibility_batch(
+        self, *, QueueUrl: str, Entries: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._provider.change_message_visibility_batch(
+            self._context(), queue_url=QueueUrl, entries=Entries
+        )
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def _context(self, count: int | None = None, wait: Any = None) -> Any:
+        """What the provider reads of a request: account, region, protocol, and the headers of
+        LocalStack's own overrides (more than 10 messages a receive, waiting for a full batch)."""
+        from localstack.aws.api import RequestContext
+        from localstack.http import Request
+        from localstack.services.sqs.constants import (
+            HEADER_LOCALSTACK_SQS_OVERRIDE_MESSAGE_COUNT,
+            HEADER_LOCALSTACK_SQS_OVERRIDE_WAIT_TIME_SECONDS,
+        )
+
+        headers = {}
+        if count and count > 10:
+            headers[HEADER_LOCALSTACK_SQS_OVERRIDE_MESSAGE_COUNT] = str(count)
+        if wait:
+            headers[HEADER_LOCALSTACK_SQS_OVERRIDE_WAIT_TIME_SECONDS] = str(wait)
+        context = RequestContext(Request("POST", "/", headers=headers))
+        context.account_id = self._account_id
+        context.region = self._region
+        context.service = self._service_model
+        return context
+
+
 _LAMBDA_SERVICE: list[Any] = []  # LocalStack's one LambdaService, once its provider made it
+_SQS_PROVIDER: list[Any] = []  # LocalStack's SQS provider, once made
 
 
 def _register_gauges(poller: ScalingSqsPoller) -> list[str]:
@@ -414,6 +499,8 @@ def scale_sqs_event_source_mappings() -> None:
     )
     from localstack.services.lambda_.event_source_mapping.pollers.sqs_poller import SqsPoller
     from localstack.services.lambda_.invocation.lambda_service import LambdaService
+    from localstack.services.sqs.provider import SqsProvider
+    from localstack.utils.aws.arns import parse_arn
     from localstack.utils.patch import patch
 
     check_seams()
@@ -423,6 +510,11 @@ def scale_sqs_event_source_mappings() -> None:
         init(self)
         _LAMBDA_SERVICE[:] = [self]
 
+    @patch(SqsProvider.__init__)
+    def remember_the_provider(init: Any, self: SqsProvider) -> None:
+        init(self)
+        _SQS_PROVIDER[:] = [self]
+
     @patch(EsmWorkerFactory.get_esm_worker)
     def get_esm_worker(get_esm_worker: Any, self: EsmWorkerFactory) -> EsmWorker:
         worker: EsmWorker = get_esm_worker(self)
@@ -430,6 +522,11 @@ def scale_sqs_event_source_mappings() -> None:
             if _LAMBDA_SERVICE:
                 worker.poller.processor.sender.target_client = DirectLambdaInvoker(
                     _LAMBDA_SERVICE[0]
+                )
+            if _SQS_PROVIDER:
+                arn = parse_arn(worker.poller.source_arn)
+                worker.poller.source_client = DirectSqs(
+                    _SQS_PROVIDER[0], worker.poller.source_client, arn["account"], arn["region"]
                 )
             worker.poller = ScalingSqsPoller(
                 worker.poller, worker.esm_config, worker._shutdown_event
@@ -464,7 +561,24 @@ def check_seams() -> None:
     if "self.target_client.invoke(" not in inspect.getsource(LambdaSender.send_events):
         raise SeamMoved("LambdaSender.send_events no longer invokes through its target_client")
     from localstack.services.lambda_.invocation.lambda_service import LambdaService
+    from localstack.services.sqs.provider import SqsProvider
 
+    require_parameters(SqsProvider.__init__, ["self"])
+    for operation, parameters in {
+        "receive_message": [
+            "context",
+            "queue_url",
+            "message_system_attribute_names",
+            "message_attribute_names",
+            "max_number_of_messages",
+            "wait_time_seconds",
+        ],
+        "delete_message_batch": ["context", "queue_url", "entries"],
+        "change_message_visibility_batch": ["context", "queue_url", "entries"],
+    }.items():
+        actual = inspect.signature(getattr(SqsProvider, operation)).parameters
+        if not set(parameters) <= set(actual):
+            raise SeamMoved(f"SqsProvider.{operation} takes {list(actual)}, we pass {parameters}")
     require_parameters(LambdaService.__init__, ["self"])
     require_parameters(
         LambdaService.invoke,
