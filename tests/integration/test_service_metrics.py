@@ -4,24 +4,17 @@ back with GetMetricData at Period=1."""
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import json
-import sys
-import textwrap
 import time
 import uuid
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.config import Config
 
 from localcloud import procs
-from localcloud.aws import client_for_running
 
-ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 PUBLISH_TIMEOUT_S = 15.0
 
 HANDLER = """
@@ -35,11 +28,9 @@ def handler(event, context):
 """
 
 
-@pytest.fixture(scope="module")
-def aws(local_cloud: dict[str, Any]) -> Callable[[str], Any]:
-    # no retries: a throttled invoke must reach the test as the TooManyRequestsException it is
-    config = Config(max_pool_connections=16, read_timeout=120, retries={"max_attempts": 0})
-    return lambda service: client_for_running(local_cloud, service, config)
+@pytest.fixture
+def function_name(create_function: Callable[..., str]) -> str:
+    return create_function(HANDLER, prefix="metrics")
 
 
 @pytest.fixture(scope="module")
@@ -98,21 +89,6 @@ def eventually(read: Callable[[], Any], check: Callable[[Any], bool]) -> Any:
 
 
 # --- SQS --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def create_queue(aws: Callable[[str], Any]) -> Iterator[Callable[[str], str]]:
-    sqs = aws("sqs")
-    urls: list[str] = []
-
-    def create(name: str) -> str:
-        url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
-        urls.append(url)
-        return url
-
-    yield create
-    for url in urls:
-        sqs.delete_queue(QueueUrl=url)
 
 
 def test_sqs_metrics_count_sends_and_deletes_and_sample_depth_and_age(
@@ -174,30 +150,6 @@ def test_sqs_metrics_count_sends_and_deletes_and_sample_depth_and_age(
 
 
 # --- Lambda -------------------------------------------------------------------------------------
-
-
-def _zip(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", textwrap.dedent(source))
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def function_name(aws: Callable[[str], Any]) -> Iterator[str]:
-    client = aws("lambda")
-    name = f"metrics-{uuid.uuid4().hex[:10]}"
-    client.create_function(
-        FunctionName=name,
-        Runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
-        Role=ROLE,
-        Handler="handler.handler",
-        Code={"ZipFile": _zip(HANDLER)},
-        Timeout=30,
-    )
-    client.get_waiter("function_active_v2").wait(FunctionName=name)
-    yield name
-    client.delete_function(FunctionName=name)
 
 
 def invoke(client: Any, name: str, event: dict[str, Any]) -> str:
