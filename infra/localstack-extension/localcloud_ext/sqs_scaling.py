@@ -10,6 +10,14 @@ receives a batch and hands it to the stock poller's `handle_messages` (filtering
 ReportBatchItemFailures, deleting only what succeeded). Throttled invokes are retried by a
 wrapper around the stock sender.
 
+The stock poller talks to SQS and Lambda through LocalStack's internal boto3 clients; during a
+drain their round trips (botocore, the in-memory HTTP, the handler chain, both ways) were most
+of LocalStack's CPU. `DirectSqs` and `DirectLambdaInvoker` take the same calls and answer them
+from LocalStack's SQS provider and LambdaService in-process (the provider still does the SQS
+work, counts its metrics and moves messages to dead-letter queues); the boto3 clients remain
+the fallback. What all this relies on in LocalStack is checked by `check_seams()`, at start-up
+and in tests/integration/test_localstack_seams.py.
+
 FIFO queues keep the stock one-batch-at-a-time poller: their order per message group matters
 more than their concurrency, and the local cloud does not need them yet.
 """
