@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
@@ -25,8 +24,6 @@ from localcloud.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT_SECONDS = 3
 VISIBILITY_TIMEOUT_SECONDS = 3  # the floor: the worker's timeout
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -61,18 +58,6 @@ class Stage:
         response.raise_for_status()
         body: dict[str, Any] = response.json()
         return body
-
-
-def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], seconds: float, what: str) -> T:
-    """Poll `fetch` until `done` holds: never a fixed sleep."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {seconds:.0f} s, still waiting for {what}; last: {value}")
-        time.sleep(0.25)
 
 
 @contextmanager

@@ -16,7 +16,8 @@ from burst.schedule import PlannedRequest
 from burst.sender import Answer, SystemClock, send_on_schedule
 from chalicelib.model import TaskMessage
 from chalicelib.sqs_queue import CORRELATION_ATTRIBUTE
-from tests.e2e.conftest import Stage, wait_for
+from tests.e2e.conftest import Stage
+from tests.polling import wait_for
 
 MAX_RECEIVES = 5
 

@@ -16,7 +16,8 @@ import pytest
 
 from burst.analysis import TaskRow, batch_intervals, peak_overlap
 from localcloud.settings import Settings
-from tests.e2e.conftest import Stage, deployed_stage, wait_for
+from tests.e2e.conftest import Stage, deployed_stage
+from tests.polling import wait_for
 
 # Throttled batches are retried until the visibility timeout runs short, so leave room for it.
 WORKER_TIMEOUT_SECONDS = 10

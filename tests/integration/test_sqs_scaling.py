@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
+from tests.polling import wait_for
 
 # Each record: sleep its "sleep" seconds; a record whose body says "fail" is reported failed.
 HANDLER = """
@@ -27,17 +27,6 @@ def handler(event, context):
     return {"batchItemFailures": failed}
 """
 WAIT_SECONDS = 60.0
-
-
-def eventually(read: Callable[[], Any], done: Callable[[Any], bool], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {WAIT_SECONDS:.0f} s still waiting for {what}; last: {value}")
-        time.sleep(0.25)
 
 
 def depth(sqs: Any, url: str) -> tuple[int, int]:
@@ -70,9 +59,10 @@ def map_queue(aws: Callable[[str], Any], url: str, function: str, **settings: An
     uuid: str = lambda_client.create_event_source_mapping(
         EventSourceArn=arn, FunctionName=function, **settings
     )["UUID"]
-    eventually(
+    wait_for(
         lambda: lambda_client.get_event_source_mapping(UUID=uuid)["State"],
         lambda state: state == "Enabled",
+        WAIT_SECONDS,
         "the mapping Enabled",
     )
     return uuid
@@ -112,13 +102,14 @@ def test_at_most_maximum_concurrency_batches_run_at_once_and_that_many_do(
 
     mapping = map_queue(aws, url, function, BatchSize=1, ScalingConfig={"MaximumConcurrency": 3})
     try:
-        eventually(lambda: depth(sqs, url), lambda d: d == (0, 0), "the queue drained")
+        wait_for(lambda: depth(sqs, url), lambda d: d == (0, 0), WAIT_SECONDS, "the queue drained")
     finally:
         aws("lambda").delete_event_source_mapping(UUID=mapping)
 
-    peak = eventually(
+    peak = wait_for(
         lambda: concurrent_executions(aws, function, since),
         lambda value: value >= 3,
+        WAIT_SECONDS,
         "ConcurrentExecutions in CloudWatch",
     )
     assert peak == 3
@@ -144,7 +135,9 @@ def test_partial_batch_responses_delete_only_the_records_that_succeeded(
     )
     try:
         # the four that succeeded are deleted; the failed one waits out its visibility timeout
-        eventually(lambda: depth(sqs, url), lambda d: d == (0, 1), "one message in flight")
+        wait_for(
+            lambda: depth(sqs, url), lambda d: d == (0, 1), WAIT_SECONDS, "one message in flight"
+        )
     finally:
         aws("lambda").delete_event_source_mapping(UUID=mapping)
 
@@ -159,14 +152,17 @@ def test_a_deleted_mapping_polls_no_more(
     function = create_function(HANDLER, prefix="deleted")
     mapping = map_queue(aws, url, function, BatchSize=1)
     send(sqs, url, [{"n": 1}])
-    eventually(lambda: depth(sqs, url), lambda d: d == (0, 0), "the first message processed")
+    wait_for(
+        lambda: depth(sqs, url), lambda d: d == (0, 0), WAIT_SECONDS, "the first message processed"
+    )
 
     lambda_client.delete_event_source_mapping(UUID=mapping)
-    eventually(
+    wait_for(
         lambda: [
             m["UUID"] for m in lambda_client.list_event_source_mappings()["EventSourceMappings"]
         ],
         lambda uuids: mapping not in uuids,
+        WAIT_SECONDS,
         "the mapping gone",
     )
     send(sqs, url, [{"n": 2}, {"n": 3}])
