@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from localcloud import procs
+from tests.metrics import metric_values
 
 PUBLISH_TIMEOUT_S = 15.0
 
@@ -41,38 +42,6 @@ def cloudwatch(aws: Callable[[str], Any]) -> Any:
 @pytest.fixture
 def started() -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
-
-
-def series(
-    cloudwatch: Any,
-    since: datetime,
-    namespace: str,
-    metric: str,
-    dimension: tuple[str, str],
-    stat: str,
-) -> list[float]:
-    """The metric's 1-second values since `since`, oldest first."""
-    answer = cloudwatch.get_metric_data(
-        MetricDataQueries=[
-            {
-                "Id": "m",
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": namespace,
-                        "MetricName": metric,
-                        "Dimensions": [{"Name": dimension[0], "Value": dimension[1]}],
-                    },
-                    "Period": 1,
-                    "Stat": stat,
-                },
-            }
-        ],
-        StartTime=since,
-        EndTime=datetime.now(UTC) + timedelta(seconds=2),
-        ScanBy="TimestampAscending",
-    )
-    values: list[float] = answer["MetricDataResults"][0]["Values"]
-    return values
 
 
 def eventually(read: Callable[[], Any], check: Callable[[Any], bool]) -> Any:
@@ -105,7 +74,7 @@ def test_sqs_metrics_count_sends_and_deletes_and_sample_depth_and_age(
     queue = ("QueueName", name)
 
     def read(metric: str, stat: str) -> list[float]:
-        return series(cloudwatch, started, "AWS/SQS", metric, queue, stat)
+        return metric_values(cloudwatch, started, "AWS/SQS", metric, queue, stat)
 
     # WHEN 8 messages are sent (3 single, one batch of 5) and 1 to the other queue
     for i in range(3):
@@ -118,7 +87,7 @@ def test_sqs_metrics_count_sends_and_deletes_and_sample_depth_and_age(
     # THEN they are counted exactly, and the depth reaches 8
     eventually(lambda: sum(read("NumberOfMessagesSent", "Sum")), lambda total: total == 8)
     eventually(lambda: read("ApproximateNumberOfMessagesVisible", "Maximum"), lambda v: 8 in v)
-    other_sent = series(
+    other_sent = metric_values(
         cloudwatch, started, "AWS/SQS", "NumberOfMessagesSent", ("QueueName", f"{name}-dlq"), "Sum"
     )
     assert sum(other_sent) == 1
@@ -173,7 +142,7 @@ def test_lambda_metrics_count_invocations_errors_duration_and_peak_concurrency(
     client = aws("lambda")
 
     def read(metric: str, stat: str) -> list[float]:
-        return series(
+        return metric_values(
             cloudwatch, started, "AWS/Lambda", metric, ("FunctionName", function_name), stat
         )
 
@@ -204,7 +173,7 @@ def test_lambda_throttles_count_what_reserved_concurrency_refused(
     client.put_function_concurrency(FunctionName=function_name, ReservedConcurrentExecutions=2)
 
     def read(metric: str, stat: str) -> list[float]:
-        return series(
+        return metric_values(
             cloudwatch, started, "AWS/Lambda", metric, ("FunctionName", function_name), stat
         )
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.metrics import metric_values
 from tests.polling import wait_for
 
 # Each record: sleep its "sleep" seconds; a record whose body says "fail" is reported failed.
@@ -69,25 +70,15 @@ def map_queue(aws: Callable[[str], Any], url: str, function: str, **settings: An
 
 
 def concurrent_executions(aws: Callable[[str], Any], function: str, since: datetime) -> float:
-    result = aws("cloudwatch").get_metric_data(
-        MetricDataQueries=[
-            {
-                "Id": "m",
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": "AWS/Lambda",
-                        "MetricName": "ConcurrentExecutions",
-                        "Dimensions": [{"Name": "FunctionName", "Value": function}],
-                    },
-                    "Period": 1,
-                    "Stat": "Maximum",
-                },
-            }
-        ],
-        StartTime=since,
-        EndTime=datetime.now(UTC) + timedelta(seconds=2),
+    values = metric_values(
+        aws("cloudwatch"),
+        since,
+        "AWS/Lambda",
+        "ConcurrentExecutions",
+        ("FunctionName", function),
+        "Maximum",
     )
-    return max(result["MetricDataResults"][0]["Values"], default=0.0)
+    return max(values, default=0.0)
 
 
 def test_at_most_maximum_concurrency_batches_run_at_once_and_that_many_do(
