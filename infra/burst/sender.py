@@ -146,6 +146,29 @@ def answer_from(batch: bool, status: int, body: Any) -> Answer:
     return Answer(status, outcomes, ids)
 
 
+class ThreadSessions:
+    """One requests.Session per thread (a Session is not thread-safe; per thread, its
+    connections are reused), all closed together."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+
+
 class HttpSender:
     """POSTs planned requests to the API: one task to /tasks, several to /tasks/batch. Each
     thread keeps its own requests.Session, so connections are reused."""
@@ -153,17 +176,10 @@ class HttpSender:
     def __init__(self, api_url: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
         self._api = api_url
         self._timeout = timeout
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._lock = threading.Lock()
+        self._sessions = ThreadSessions()
 
     def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            with self._lock:
-                self._sessions.append(session)
-        return session
+        return self._sessions.get()
 
     def __call__(self, request: PlannedRequest) -> Answer:
         batch = len(request.tasks) > 1
@@ -181,6 +197,4 @@ class HttpSender:
             return Answer(response.status_code, error=f"unreadable {response.status_code} body")
 
     def close(self) -> None:
-        with self._lock:
-            for session in self._sessions:
-                session.close()
+        self._sessions.close()

@@ -48,6 +48,7 @@ import psycopg
 import requests
 
 from burst.analysis import percentile
+from burst.sender import ThreadSessions
 from burst.settings import LOOPBACK_HOSTS
 from chalicelib.validation import MAX_BATCH_TASKS
 from deployment import database
@@ -366,17 +367,10 @@ class Client:
     def __init__(self, base_url: str, threads: int) -> None:
         self.base_url = base_url
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="client")
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._lock = threading.Lock()
+        self._sessions = ThreadSessions()
 
     def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            with self._lock:
-                self._sessions.append(session)
-        return session
+        return self._sessions.get()
 
     def send(self, kind: str, n: int) -> Outcome:
         method, path = ROUTES[kind]
@@ -438,8 +432,7 @@ class Client:
 
     def close(self) -> None:
         self._pool.shutdown()
-        for session in self._sessions:
-            session.close()
+        self._sessions.close()
 
 
 # --- the drain, in PostgreSQL

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import io
 import json
 import os
 import statistics
@@ -19,7 +18,6 @@ import sys
 import textwrap
 import time
 import uuid
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from botocore.config import Config
 
 from burst.analysis import percentile
 from localcloud.aws import client_for_running
+from tests.lambda_zip import zip_of
 
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINTS = Path(os.environ.get("LOCALCLOUD_STATE_DIR", REPO / ".localcloud")) / "endpoints.json"
@@ -69,13 +68,6 @@ def idle_cpu_percent(pid: int, seconds: float) -> float:
     before = cpu_seconds(pid)
     time.sleep(seconds)
     return (cpu_seconds(pid) - before) / seconds * 100
-
-
-def zip_of(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", source)
-    return buffer.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,11 +3,8 @@ created for one test and deleted after it."""
 
 from __future__ import annotations
 
-import io
 import sys
-import textwrap
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +12,7 @@ import pytest
 from botocore.config import Config
 
 from localcloud.aws import client_for_running
+from tests.lambda_zip import zip_of
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 
@@ -41,13 +39,6 @@ def create_queue(aws: Callable[[str], Any]) -> Iterator[Callable[..., str]]:
         sqs.delete_queue(QueueUrl=url)
 
 
-def zip_source(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", textwrap.dedent(source))
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def create_function(aws: Callable[[str], Any]) -> Iterator[Callable[..., str]]:
     """create_function(source, prefix=...) -> the name of an Active function running
@@ -62,7 +53,7 @@ def create_function(aws: Callable[[str], Any]) -> Iterator[Callable[..., str]]:
             Runtime=f"python{sys.version_info.major}.{sys.version_info.minor}",
             Role=ROLE,
             Handler="handler.handler",
-            Code={"ZipFile": zip_source(source)},
+            Code={"ZipFile": zip_of(source)},
             Timeout=timeout,
         )
         client.get_waiter("function_active_v2").wait(FunctionName=name)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from botocore.config import Config
 
 from localcloud import procs
 from localcloud.aws import client_for_running
+from tests.lambda_zip import zip_of
 
 HERE = Path(__file__).resolve().parent
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
@@ -41,13 +39,6 @@ def handler(event, context):
             "request_id": context.aws_request_id,
             "env": {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LAMBDA_", "_"))}}
 """
-
-
-def zip_of(source: str, name: str = "handler.py") -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(name, textwrap.dedent(source))
-    return buffer.getvalue()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20) -> Any:
