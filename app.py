@@ -15,12 +15,14 @@ from chalice import (
     Chalice,
     ChaliceViewError,
     ConflictError,
+    CORSConfig,
     NotFoundError,
     Response,
 )
 from chalice.app import Request, SQSEvent
 
 from chalicelib import runtime_info, validation
+from chalicelib.dashboard import MetricsWindow
 from chalicelib.errors import (
     DependencyUnavailable,
     IdempotencyConflict,
@@ -29,7 +31,7 @@ from chalicelib.errors import (
     TaskNotFound,
 )
 from chalicelib.service import Submission
-from chalicelib.settings import WorkerTrigger
+from chalicelib.settings import DashboardAccess, WorkerTrigger
 from chalicelib.wiring import Dependencies
 
 # Logs are Powertools' structured JSON. Chalice's own handler would sit on the same logger
@@ -39,8 +41,11 @@ log = Logger()  # service name from POWERTOOLS_SERVICE_NAME
 copy_config_to_registered_loggers(source_logger=log, include={"chalicelib"})
 deps = Dependencies(log)
 trigger = WorkerTrigger.from_env()  # at import: `chalice deploy` reads the trigger from it
+# The dashboard's site may read the API from a browser; no other origin may.
+dashboard_cors = CORSConfig(allow_origin=DashboardAccess.from_env().origin, max_age=600)
 
 P = ParamSpec("P")
+E = TypeVar("E")
 R = TypeVar("R")
 
 
@@ -72,6 +77,16 @@ def http_errors(view: Callable[P, R]) -> Callable[P, R]:
             raise ServiceUnavailableError(f"{e}; nothing was changed, retry later") from e
 
     return mapped
+
+
+@app.middleware("all")
+def count_cold_start(event: E, get_response: Callable[[E], R]) -> R:
+    """Every invocation, API or worker: the first one of an environment is its cold start."""
+    deps.cold_start.invocation_started()
+    try:
+        return get_response(event)
+    finally:
+        deps.metrics.flush()  # at most one publish a second; never raises
 
 
 def _request() -> Request:
@@ -137,6 +152,14 @@ def get_task(task_id: str) -> dict[str, Any]:
 @http_errors
 def status() -> dict[str, Any]:
     return deps.service.status()
+
+
+@app.route("/metrics", cors=dashboard_cors)
+@http_errors
+def metrics() -> dict[str, Any]:
+    """The dashboard's data: every series, the queues, the trigger's settings, the state and
+    recommendations (chalicelib/dashboard.py)."""
+    return deps.dashboard.metrics(MetricsWindow.parse(_request().query_params))
 
 
 @app.route("/health")

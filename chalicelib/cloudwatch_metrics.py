@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +51,6 @@ MAX_VALUES_PER_CALL = 5000
 # app does (the worker publishes every batch of at most 10,000 records).
 MAX_PENDING_VALUES = 50_000
 HIGH_RESOLUTION = 1  # StorageResolution: per-second metrics, as a scaling demo needs
-SERVICE_DIMENSION = "service"
 
 # The API publishes inside a request: a CloudWatch outage may cost that request at most about
 # 1 s to connect + 2 s to answer, twice (one retry), instead of botocore's 60 s timeouts and
@@ -92,7 +91,7 @@ class CloudWatchMetrics(Metrics):
         self,
         cloudwatch: Any,
         namespace: str,
-        service: str,
+        dimensions: Mapping[str, str],
         *,
         min_flush_interval_s: float = 0.0,
         max_pending_values: int = MAX_PENDING_VALUES,
@@ -102,7 +101,7 @@ class CloudWatchMetrics(Metrics):
     ) -> None:
         self._cloudwatch = cloudwatch
         self._namespace = namespace
-        self._dimensions = [{"Name": SERVICE_DIMENSION, "Value": service}]
+        self._dimensions = [{"Name": name, "Value": value} for name, value in dimensions.items()]
         self._min_flush_interval_s = min_flush_interval_s
         self._max_pending_values = max_pending_values
         self._schedule = schedule

@@ -80,6 +80,8 @@ TASKS_FAILED = "TasksFailed"  # Count: one per task marked `failed` (its last re
 TASKS_RETRIED = "TasksRetried"  # Count: one per record handed back for another receive
 BATCH_SIZE = "BatchSize"  # Count: one value per worker invocation, its number of records
 END_TO_END_LATENCY = "EndToEndLatency"  # Milliseconds: accepted_at -> finished_at, per done task
+COLD_STARTS = "ColdStarts"  # Count: one per execution environment, at its first invocation
+INIT_DURATION = "InitDuration"  # Milliseconds: the app's load -> its first invocation, per start
 
 
 class Metrics(ABC):

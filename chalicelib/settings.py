@@ -17,6 +17,16 @@ TASK_QUEUE_URL = "TASK_QUEUE_URL"
 DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 TASK_MAX_RECEIVES = "TASK_MAX_RECEIVES"
 DATABASE_SECRET_ID = "DATABASE_SECRET_ID"
+DEAD_LETTER_QUEUE_NAME = "DEAD_LETTER_QUEUE_NAME"
+APP_STAGE = "APP_STAGE"  # the metrics' `stage` dimension: stages share a namespace
+# Written by the deploy, which knows how Chalice names the functions and where the site is.
+WORKER_FUNCTION_NAME = "WORKER_FUNCTION_NAME"
+DASHBOARD_ORIGIN = "DASHBOARD_ORIGIN"  # the dashboard site's origin: the only one CORS allows
+# Where the SQS trigger's own concurrency gauges are published (ConcurrentBatches and
+# ScalingTarget by EventSourceMappingUUID), or empty where the platform publishes none: AWS has
+# no per-mapping concurrency metric, and the dashboard then shows the worker's
+# ConcurrentExecutions alone.
+EVENT_SOURCE_MAPPING_METRICS_NAMESPACE = "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE"
 # Set in .chalice/config.json per stage: how the SQS trigger batches and scales.
 WORKER_BATCH_SIZE = "WORKER_BATCH_SIZE"
 WORKER_BATCHING_WINDOW_SECONDS = "WORKER_BATCHING_WINDOW_SECONDS"
@@ -37,6 +47,13 @@ def _required(env: Mapping[str, str], name: str, fix: str = FROM_STACK_OUTPUTS) 
     if not value:
         raise SettingMissing(f"environment variable {name} is not set: {fix}")
     return value
+
+
+def _present(env: Mapping[str, str], name: str, fix: str = FROM_STACK_OUTPUTS) -> str:
+    """A variable that must be set, where an empty value is meaningful ("none")."""
+    if name not in env:
+        raise SettingMissing(f"environment variable {name} is not set: {fix}")
+    return env[name]
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
@@ -60,6 +77,11 @@ class Settings:
     max_receives: int
     metrics_namespace: str
     service_name: str  # the metrics' `service` dimension
+    stage: str  # the metrics' `stage` dimension
+    task_queue_name: str
+    dead_letter_queue_name: str
+    worker_function_name: str
+    mapping_metrics_namespace: str  # "" where the platform publishes no mapping gauges
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -71,7 +93,17 @@ class Settings:
             max_receives=_int(env, TASK_MAX_RECEIVES, 1, 1000),
             metrics_namespace=_required(env, POWERTOOLS_METRICS_NAMESPACE, FROM_STAGE_CONFIG),
             service_name=_required(env, POWERTOOLS_SERVICE_NAME, FROM_STAGE_CONFIG),
+            stage=_required(env, APP_STAGE),
+            task_queue_name=_required(env, TASK_QUEUE_NAME),
+            dead_letter_queue_name=_required(env, DEAD_LETTER_QUEUE_NAME),
+            worker_function_name=_required(env, WORKER_FUNCTION_NAME),
+            mapping_metrics_namespace=_present(env, EVENT_SOURCE_MAPPING_METRICS_NAMESPACE),
         )
+
+    @property
+    def metric_dimensions(self) -> dict[str, str]:
+        """The app's metrics' dimensions: one series per service and stage."""
+        return {"service": self.service_name, "stage": self.stage}
 
 
 @dataclass(frozen=True)
@@ -100,3 +132,22 @@ class WorkerTrigger:
                 f"{WORKER_BATCHING_WINDOW_SECONDS} >= 1 (batches over 10 need a batching window)"
             )
         return trigger
+
+
+@dataclass(frozen=True)
+class DashboardAccess:
+    """Who may read the API from a browser, read when app.py is imported (Chalice writes the
+    CORS configuration into API Gateway at deploy time)."""
+
+    origin: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardAccess:
+        env = os.environ if env is None else env
+        origin = _required(env, DASHBOARD_ORIGIN)
+        if not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin:
+            raise SettingMissing(
+                f"{DASHBOARD_ORIGIN}={origin!r}: must be an origin such as "
+                "http://BUCKET.s3-website.localhost:4566 (scheme, host, port; no path)"
+            )
+        return cls(origin)

@@ -12,6 +12,8 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 
 from chalicelib.cloudwatch_metrics import CLIENT_CONFIG, CloudWatchMetrics
+from chalicelib.cold_start import ColdStartRecorder
+from chalicelib.dashboard import DashboardService
 from chalicelib.ports import Metrics, TaskQueue, TaskStore
 from chalicelib.postgres_store import PostgresTaskStore, conninfo_from_secret, read_secret
 from chalicelib.service import TaskService
@@ -26,6 +28,9 @@ from chalicelib.worker import Worker
 # a call per batch, ~630 with one a second). The price, on AWS: an environment frozen right
 # after its last batch publishes that last second when it next runs, or never if retired.
 METRICS_FLUSH_INTERVAL_S = 1.0
+READ_CONFIG = Config(
+    connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 2, "mode": "standard"}
+)
 
 
 class Dependencies:
@@ -71,8 +76,24 @@ class Dependencies:
         return CloudWatchMetrics(
             self.cloudwatch,
             s.metrics_namespace,
-            s.service_name,
+            s.metric_dimensions,
             min_flush_interval_s=METRICS_FLUSH_INTERVAL_S,
+        )
+
+    @cached_property
+    def cold_start(self) -> ColdStartRecorder:
+        return ColdStartRecorder(lambda: self.metrics)
+
+    @cached_property
+    def dashboard(self) -> DashboardService:
+        # The dashboard's reads answer a page that polls every 1-2 s: short timeouts, so a
+        # slow CloudWatch costs one poll, not a pile of waiting requests.
+        return DashboardService(
+            self._client("cloudwatch", READ_CONFIG),
+            self._client("lambda", READ_CONFIG),
+            self._client("sqs", READ_CONFIG),
+            self.queue,
+            self.settings,
         )
 
     @cached_property

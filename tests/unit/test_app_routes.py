@@ -49,6 +49,7 @@ def client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Client]:
     deps = Dependencies(app_module.log)
+    deps.metrics = metrics
     deps.service = TaskService(queue, store, metrics)
     deps.worker = Worker(store, TaskRunner(sleep=lambda s: None), 5, app_module.log, metrics)
     monkeypatch.setattr(app_module, "deps", deps)
@@ -251,7 +252,20 @@ def test_accepted_tasks_are_counted_once_and_rejected_requests_not_at_all(
     post(client, "/tasks", {"type": "nope"})  # a 400
     post(client, "/tasks/batch", {"tasks": [{"type": "echo"}] * 3})
 
-    assert metrics.totals() == {"TasksAccepted": 4}
+    assert metrics.total("TasksAccepted") == 4
+
+
+def test_the_first_invocation_of_an_environment_counts_one_cold_start(
+    client: Client, metrics: InMemoryMetrics
+) -> None:
+    client.http.get("/whoami")
+    client.http.get("/whoami")
+    client.lambda_.invoke("worker", event("sqs_all_succeed"))
+
+    assert metrics.values("ColdStarts") == [1]
+    [init_ms] = metrics.values("InitDuration")
+    assert init_ms > 0
+    assert metrics.flushes >= 3  # every invocation hands its metrics on
 
 
 def test_the_worker_function_records_its_batch(client: Client, metrics: InMemoryMetrics) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.errors import SettingMissing
-from chalicelib.settings import Settings, WorkerTrigger
+from chalicelib.settings import DashboardAccess, Settings, WorkerTrigger
 
 # From the stack's outputs (written by scripts/deploy) ...
 FROM_DEPLOY = {
@@ -16,6 +16,11 @@ FROM_DEPLOY = {
     "DEAD_LETTER_QUEUE_URL": "http://dlq",
     "DATABASE_SECRET_ID": "secret",
     "TASK_MAX_RECEIVES": "5",
+    "TASK_QUEUE_NAME": "tasks",
+    "DEAD_LETTER_QUEUE_NAME": "tasks-dlq",
+    "APP_STAGE": "local",
+    "WORKER_FUNCTION_NAME": "app-local-worker",
+    "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE": "",
 }
 # ... and set by hand per stage in .chalice/config.json.
 FROM_STAGE_CONFIG = {
@@ -33,7 +38,17 @@ TRIGGER = {
 
 def test_settings_read_from_the_environment() -> None:
     assert Settings.from_env(SETTINGS) == Settings(
-        "http://q", "http://dlq", "secret", 5, "ServerlessScaling", "serverless-scaling"
+        "http://q",
+        "http://dlq",
+        "secret",
+        5,
+        "ServerlessScaling",
+        "serverless-scaling",
+        "local",
+        "tasks",
+        "tasks-dlq",
+        "app-local-worker",
+        "",
     )
     assert WorkerTrigger.from_env(TRIGGER) == WorkerTrigger("tasks", 10, 0, 10)
 
@@ -69,3 +84,12 @@ def test_the_local_stage_sets_the_metrics_settings() -> None:
 def test_a_bad_trigger_setting_says_what_is_wrong(changes: dict[str, str], message: str) -> None:
     with pytest.raises(SettingMissing, match=message):
         WorkerTrigger.from_env({**TRIGGER, **changes})
+
+
+def test_the_dashboard_origin_is_an_origin_and_nothing_more() -> None:
+    origin = "http://site.s3-website.localhost:4566"
+    assert DashboardAccess.from_env({"DASHBOARD_ORIGIN": origin}).origin == origin
+
+    for bad in ("site.localhost", "http://site.localhost/", ""):
+        with pytest.raises(SettingMissing, match="DASHBOARD_ORIGIN"):
+            DashboardAccess.from_env({"DASHBOARD_ORIGIN": bad})

@@ -31,8 +31,8 @@ from tests.unit.test_app_settings import SETTINGS
 from tests.unit.test_worker import FakeContext, event
 
 NAMESPACE = "ServerlessScaling"
-SERVICE = "serverless-scaling"
-DIMENSIONS = [{"Name": "service", "Value": SERVICE}]
+DIMENSION_VALUES = {"service": "serverless-scaling", "stage": "local"}
+DIMENSIONS = [{"Name": name, "Value": value} for name, value in DIMENSION_VALUES.items()]
 # A whole second ten minutes ago: well inside what CloudWatch accepts (two weeks back).
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
 
@@ -104,7 +104,7 @@ class FakeScheduler:
 
 
 def sink(cloudwatch: Any, **options: Any) -> CloudWatchMetrics:
-    return CloudWatchMetrics(cloudwatch, NAMESPACE, SERVICE, **options)
+    return CloudWatchMetrics(cloudwatch, NAMESPACE, DIMENSION_VALUES, **options)
 
 
 # --- what is published ---------------------------------------------------------------------

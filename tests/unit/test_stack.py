@@ -28,6 +28,7 @@ NAME = stack.stack_name("unit")
 TEMPLATE = stack.TEMPLATE_PATH.read_text()
 PARAMETERS = {"Stage": "unit", "VisibilityTimeoutSeconds": "180", "DatabaseSecretId": "db/secret"}
 OUTPUTS = {
+    "Stage",
     "TaskQueueUrl",
     "TaskQueueArn",
     "TaskQueueName",

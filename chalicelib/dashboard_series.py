@@ -1,0 +1,211 @@
+"""What the dashboard plots: one entry per series in SERIES (its chart, label, unit and the
+CloudWatch metric behind it), and the pure code that turns them into one GetMetricData call and
+its answer into aligned arrays. A new series is one entry here; the page builds its charts from
+CHARTS and the `charts` part of the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from chalicelib.ports import (
+    COLD_STARTS,
+    END_TO_END_LATENCY,
+    INIT_DURATION,
+    TASKS_ACCEPTED,
+    TASKS_FAILED,
+    TASKS_PROCESSED,
+    TASKS_RETRIED,
+)
+
+
+class Source(Enum):
+    """Whose metric it is; resolved to a namespace and dimensions by `Sources`."""
+
+    WORKER = "worker"  # AWS/Lambda, the worker function
+    TASK_QUEUE = "task_queue"  # AWS/SQS, the task queue
+    DEAD_LETTER_QUEUE = "dead_letter_queue"  # AWS/SQS, its dead-letter queue
+    APP = "app"  # the app's own metrics (service and stage)
+    MAPPING = "mapping"  # the SQS trigger's gauges, where the platform publishes them
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str
+    title: str
+    limit_setting: str | None = None  # a setting drawn as a dashed line
+    limit_label: str | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str
+    chart: str
+    label: str
+    unit: str
+    source: Source
+    metric: str
+    stat: str
+    per_second: bool = False  # a count per period, answered per second
+    axis: Literal["left", "right"] = "left"
+
+
+CHARTS = (
+    Chart("queue", "Queue depth"),
+    Chart("concurrency", "Concurrency", "maximum_concurrency", "MaximumConcurrency"),
+    Chart("throughput", "Throughput"),
+    Chart("latency", "End-to-end latency"),
+    Chart("errors", "Errors, retries, throttles, dead letters"),
+    Chart("cold_starts", "Cold starts"),
+)
+
+_LATENCY = [
+    Series(f"latency_{p}", "latency", p, "ms", Source.APP, END_TO_END_LATENCY, p)
+    for p in ("p50", "p95", "p99")
+]
+SERIES: tuple[Series, ...] = (
+    Series("queue_visible", "queue", "visible", "messages", Source.TASK_QUEUE,
+           "ApproximateNumberOfMessagesVisible", "Maximum"),
+    Series("queue_in_flight", "queue", "in flight", "messages", Source.TASK_QUEUE,
+           "ApproximateNumberOfMessagesNotVisible", "Maximum"),
+    Series("oldest_message_age", "queue", "oldest message age", "s", Source.TASK_QUEUE,
+           "ApproximateAgeOfOldestMessage", "Maximum", axis="right"),
+    Series("concurrent_executions", "concurrency", "worker concurrent executions", "executions",
+           Source.WORKER, "ConcurrentExecutions", "Maximum"),
+    Series("concurrent_batches", "concurrency", "concurrent batches", "batches", Source.MAPPING,
+           "ConcurrentBatches", "Maximum"),
+    Series("scaling_target", "concurrency", "scaling target", "batches", Source.MAPPING,
+           "ScalingTarget", "Maximum"),
+    Series("accepted_per_s", "throughput", "accepted", "tasks/s", Source.APP, TASKS_ACCEPTED,
+           "Sum", per_second=True),
+    Series("completed_per_s", "throughput", "completed", "tasks/s", Source.APP,
+           TASKS_PROCESSED, "Sum", per_second=True),
+    *_LATENCY,
+    Series("errors_per_s", "errors", "worker errors", "per s", Source.WORKER, "Errors", "Sum",
+           per_second=True),
+    Series("retried_per_s", "errors", "tasks retried", "per s", Source.APP, TASKS_RETRIED,
+           "Sum", per_second=True),
+    Series("failed_per_s", "errors", "tasks failed", "per s", Source.APP, TASKS_FAILED, "Sum",
+           per_second=True),
+    Series("throttles_per_s", "errors", "throttles", "per s", Source.WORKER, "Throttles", "Sum",
+           per_second=True),
+    Series("dlq_visible", "errors", "dead-letter queue", "messages", Source.DEAD_LETTER_QUEUE,
+           "ApproximateNumberOfMessagesVisible", "Maximum", axis="right"),
+    Series("cold_starts", "cold_starts", "cold starts", "starts", Source.APP, COLD_STARTS,
+           "Sum"),
+    Series("init_duration_ms", "cold_starts", "init duration (avg)", "ms", Source.APP,
+           INIT_DURATION, "Average", axis="right"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where each Source's metrics are: namespace and dimensions. A source set to None has no
+    metrics on this platform; its series are answered as all nulls."""
+
+    namespaces: Mapping[Source, tuple[str, Mapping[str, str]] | None]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        worker_function: str,
+        task_queue: str,
+        dead_letter_queue: str,
+        app_namespace: str,
+        app_dimensions: Mapping[str, str],
+        mapping_namespace: str,
+        mapping_uuid: str | None,
+    ) -> Sources:
+        mapping = (
+            (mapping_namespace, {"EventSourceMappingUUID": mapping_uuid})
+            if mapping_namespace and mapping_uuid
+            else None
+        )
+        return cls(
+            {
+                Source.WORKER: ("AWS/Lambda", {"FunctionName": worker_function}),
+                Source.TASK_QUEUE: ("AWS/SQS", {"QueueName": task_queue}),
+                Source.DEAD_LETTER_QUEUE: ("AWS/SQS", {"QueueName": dead_letter_queue}),
+                Source.APP: (app_namespace, app_dimensions),
+                Source.MAPPING: mapping,
+            }
+        )
+
+
+def metric_data_queries(
+    sources: Sources, period: int, series: Sequence[Series] = SERIES
+) -> list[dict[str, Any]]:
+    """One MetricDataQuery per series that has a source here; its Id is the series' index."""
+    queries = []
+    for index, s in enumerate(series):
+        where = sources.namespaces.get(s.source)
+        if where is None:
+            continue
+        namespace, dimensions = where
+        queries.append(
+            {
+                "Id": f"s{index}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": namespace,
+                        "MetricName": s.metric,
+                        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+                    },
+                    "Period": period,
+                    "Stat": s.stat,
+                },
+                "ReturnData": True,
+            }
+        )
+    return queries
+
+
+def aligned_series(
+    results: Iterable[Mapping[str, Any]],
+    start: int,
+    end: int,
+    period: int,
+    series: Sequence[Series] = SERIES,
+) -> tuple[list[int], dict[str, list[float | None]]]:
+    """The buckets [start, end) one period apart, and every series as one value per bucket
+    (None where CloudWatch has no datapoint). `results` are GetMetricData's MetricDataResults,
+    from any number of pages."""
+    times = list(range(start, end, period))
+    index_of = {t: i for i, t in enumerate(times)}
+    values: dict[str, list[float | None]] = {s.key: [None] * len(times) for s in series}
+    for result in results:
+        s = series[int(result["Id"][1:])]
+        row = values[s.key]
+        for moment, value in zip(result["Timestamps"], result["Values"], strict=True):
+            slot = index_of.get(int(moment.timestamp()))
+            if slot is not None:
+                row[slot] = _rounded(value / period if s.per_second else value)
+    return times, values
+
+
+def _rounded(value: float) -> float:
+    """Three significant decimals: the page needs no more, and the answer stays compact."""
+    return round(value, 3)
+
+
+def charts_json(series: Sequence[Series] = SERIES) -> list[dict[str, Any]]:
+    """The `charts` part of the answer: what the page draws, in order."""
+    charts = []
+    for chart in CHARTS:
+        entry: dict[str, Any] = {
+            "id": chart.id,
+            "title": chart.title,
+            "series": [
+                {"key": s.key, "label": s.label, "unit": s.unit}
+                | ({"axis": s.axis} if s.axis != "left" else {})
+                for s in series
+                if s.chart == chart.id
+            ],
+        }
+        if chart.limit_setting:
+            entry["limit"] = {"label": chart.limit_label, "setting": chart.limit_setting}
+        charts.append(entry)
+    return charts

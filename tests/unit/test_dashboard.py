@@ -1,0 +1,253 @@
+"""GET /metrics' logic on fakes: one GetMetricData call for every series, answers aligned per
+period, settings read once per TTL, bad parameters named, CloudWatch trouble a 503's cause."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from chalicelib.dashboard import DashboardService, MetricsWindow
+from chalicelib.dashboard_series import (
+    CHARTS,
+    SERIES,
+    Source,
+    Sources,
+    aligned_series,
+    charts_json,
+    metric_data_queries,
+)
+from chalicelib.errors import DependencyUnavailable, InvalidRequest
+from chalicelib.settings import Settings
+from tests.fakes import InMemoryTaskQueue
+from tests.unit.test_app_settings import SETTINGS
+
+NOW = 1_764_626_460.4  # a moment 0.4 s into a second
+
+
+def at(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class FakeCloudWatch:
+    def __init__(self, points: dict[str, list[tuple[int, float]]] | None = None) -> None:
+        self.points = points or {}  # series key -> (epoch, value)
+        self.calls: list[dict[str, Any]] = []
+        self.down = False
+
+    def get_metric_data(self, **request: Any) -> dict[str, Any]:
+        if self.down:
+            raise EndpointConnectionError(endpoint_url="http://cloudwatch")
+        self.calls.append(request)
+        results = []
+        for query in request["MetricDataQueries"]:
+            key = SERIES[int(query["Id"][1:])].key
+            points = self.points.get(key, [])
+            results.append(
+                {
+                    "Id": query["Id"],
+                    "Timestamps": [at(t) for t, _ in points],
+                    "Values": [v for _, v in points],
+                }
+            )
+        return {"MetricDataResults": results}
+
+
+class FakeLambda:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def list_event_source_mappings(self, FunctionName: str) -> dict[str, Any]:  # noqa: N803
+        self.reads += 1
+        return {
+            "EventSourceMappings": [
+                {"UUID": "other", "EventSourceArn": "arn:aws:sqs:us-east-1:0:tasks-dlq"},
+                {
+                    "UUID": "uuid-1",
+                    "EventSourceArn": "arn:aws:sqs:us-east-1:0:tasks",
+                    "State": "Enabled",
+                    "BatchSize": 10,
+                    "MaximumBatchingWindowInSeconds": 0,
+                    "ScalingConfig": {"MaximumConcurrency": 10},
+                },
+            ]
+        }
+
+    def get_function_concurrency(self, FunctionName: str) -> dict[str, Any]:  # noqa: N803
+        return {"ReservedConcurrentExecutions": 20}
+
+
+class FakeSqs:
+    def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict[str, Any]:  # noqa: N803
+        return {
+            "Attributes": {
+                "VisibilityTimeout": "180",
+                "RedrivePolicy": '{"deadLetterTargetArn": "arn", "maxReceiveCount": 5}',
+            }
+        }
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env(
+        {**SETTINGS, "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE": "LocalCloud/EventSourceMapping"}
+    )
+
+
+def service(
+    cloudwatch: FakeCloudWatch, settings: Settings, clock: list[float] | None = None
+) -> tuple[DashboardService, FakeLambda]:
+    now = clock or [NOW]
+    lambda_client = FakeLambda()
+    return (
+        DashboardService(
+            cloudwatch,
+            lambda_client,
+            FakeSqs(),
+            InMemoryTaskQueue(),
+            settings,
+            clock=lambda: now[0],
+        ),
+        lambda_client,
+    )
+
+
+def test_one_call_reads_every_series_of_the_window_and_aligns_them(settings: Settings) -> None:
+    end = int(NOW)
+    cloudwatch = FakeCloudWatch(
+        {
+            "queue_visible": [(end - 60, 5), (end - 1, 7)],
+            "accepted_per_s": [(end - 2, 120)],
+            "latency_p99": [(end - 2, 812.3456)],
+        }
+    )
+    dashboard, _ = service(cloudwatch, settings)
+
+    answer = dashboard.metrics(MetricsWindow(minutes=1, period=1))
+
+    [call] = cloudwatch.calls
+    assert len(call["MetricDataQueries"]) == len(SERIES)
+    assert call["StartTime"] == at(end - 60) and call["EndTime"] == at(end)
+    assert answer["t"] == list(range(end - 60, end))
+    assert answer["series"]["queue_visible"][0] == 5
+    assert answer["series"]["queue_visible"][-1] == 7
+    assert answer["series"]["queue_visible"][1:-1] == [None] * 58
+    assert answer["series"]["accepted_per_s"][-2] == 120
+    assert answer["series"]["latency_p99"][-2] == 812.346
+    assert answer["settings"]["maximum_concurrency"] == 10
+    assert answer["settings"]["event_source_mapping"] == "uuid-1"
+    assert answer["settings"]["reserved_concurrency"] == 20
+    assert answer["settings"]["visibility_timeout_seconds"] == 180
+    assert answer["settings"]["max_receive_count"] == 5
+    assert answer["state"]["name"] == "idle"
+    assert answer["charts"] == charts_json()
+
+
+def test_counts_over_a_longer_period_are_answered_per_second(settings: Settings) -> None:
+    end = int(NOW) // 10 * 10
+    cloudwatch = FakeCloudWatch({"completed_per_s": [(end - 10, 250)]})
+    dashboard, _ = service(cloudwatch, settings)
+
+    answer = dashboard.metrics(MetricsWindow(minutes=1, period=10))
+
+    assert answer["t"] == list(range(end - 60, end, 10))
+    assert answer["series"]["completed_per_s"][-1] == 25
+
+
+def test_the_queries_name_each_series_metric_with_its_dimensions(settings: Settings) -> None:
+    dashboard, _ = service(FakeCloudWatch(), settings)
+    dashboard.metrics(MetricsWindow(1, 1))
+    queries = {
+        SERIES[int(q["Id"][1:])].key: q["MetricStat"]
+        for q in dashboard._cloudwatch.calls[0]["MetricDataQueries"]
+    }
+
+    assert queries["concurrent_executions"]["Metric"] == {
+        "Namespace": "AWS/Lambda",
+        "MetricName": "ConcurrentExecutions",
+        "Dimensions": [{"Name": "FunctionName", "Value": "app-local-worker"}],
+    }
+    assert queries["concurrent_batches"]["Metric"]["Dimensions"] == [
+        {"Name": "EventSourceMappingUUID", "Value": "uuid-1"}
+    ]
+    assert queries["latency_p95"]["Stat"] == "p95"
+    assert queries["accepted_per_s"]["Metric"]["Dimensions"] == [
+        {"Name": "service", "Value": "serverless-scaling"},
+        {"Name": "stage", "Value": "local"},
+    ]
+    assert queries["dlq_visible"]["Metric"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": "tasks-dlq"}
+    ]
+
+
+def test_without_a_mapping_namespace_its_series_are_nulls_and_not_queried() -> None:
+    sources = Sources.of(
+        worker_function="w",
+        task_queue="q",
+        dead_letter_queue="d",
+        app_namespace="A",
+        app_dimensions={"service": "s"},
+        mapping_namespace="",
+        mapping_uuid="uuid-1",
+    )
+    queries = metric_data_queries(sources, 1)
+    mapping_series = {s.key for s in SERIES if s.source is Source.MAPPING}
+
+    assert len(queries) == len(SERIES) - len(mapping_series)
+    _, values = aligned_series([], 0, 3, 1)
+    assert all(values[key] == [None] * 3 for key in mapping_series)
+
+
+def test_settings_are_read_once_per_ttl(settings: Settings) -> None:
+    clock = [NOW]
+    dashboard, lambda_client = service(FakeCloudWatch(), settings, clock)
+
+    dashboard.metrics(MetricsWindow(1, 1))
+    clock[0] += 5
+    dashboard.metrics(MetricsWindow(1, 1))
+    assert lambda_client.reads == 1
+    clock[0] += 6
+    dashboard.metrics(MetricsWindow(1, 1))
+    assert lambda_client.reads == 2
+
+
+def test_cloudwatch_not_answering_is_a_dependency_problem(settings: Settings) -> None:
+    cloudwatch = FakeCloudWatch()
+    cloudwatch.down = True
+    dashboard, _ = service(cloudwatch, settings)
+
+    with pytest.raises(DependencyUnavailable, match="GetMetricData"):
+        dashboard.metrics(MetricsWindow(1, 1))
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"minutes": "0"}, "minutes"),
+        ({"minutes": "181"}, "minutes"),
+        ({"minutes": "ten"}, "minutes"),
+        ({"minutes": "-1"}, "minutes"),
+        ({"period": "7"}, "period"),
+        ({"period": "1.5"}, "period"),
+        ({"minutes": "90", "period": "1"}, "minutes"),  # 5,400 points
+        ({"since": "1"}, "since"),
+    ],
+)
+def test_a_bad_window_names_the_parameter(query: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        MetricsWindow.parse(query)
+    assert raised.value.field == field
+
+
+def test_the_window_defaults_to_15_minutes_at_1_second() -> None:
+    assert MetricsWindow.parse(None) == MetricsWindow(15, 1)
+    assert MetricsWindow.parse({"minutes": "180", "period": "5"}) == MetricsWindow(180, 5)
+
+
+def test_every_series_belongs_to_a_chart_and_keys_are_unique() -> None:
+    chart_ids = {c.id for c in CHARTS}
+    assert {s.chart for s in SERIES} <= chart_ids
+    assert len({s.key for s in SERIES}) == len(SERIES)
+    assert all(entry["series"] for entry in charts_json())
