@@ -23,7 +23,7 @@ def print_result(result: BurstResult) -> None:
     print()
     print("\n".join(summary_lines(result.report)))
     print()
-    print("\n".join(where_to_look(result.report, result.files)))
+    print("\n".join(where_to_look(result.report, result.files, result.dashboard_link)))
 
 
 def exit_code(result: BurstResult) -> int:

@@ -21,6 +21,7 @@ from burst.errors import BurstError
 from burst.sender import Clock
 from deployment import database as app_database
 from localcloud.aws import client_for_running
+from localcloud.settings import EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class Target:
     dead_letter_queue_url: str
     worker_function: str
     event_source_mapping: str
+    dashboard_bucket: str | None = None  # where the report goes beside the dashboard's site
+    dashboard_url: str | None = None
 
     @classmethod
     def from_endpoints(cls, running: Mapping[str, Any], where: str) -> Target:
@@ -60,6 +63,8 @@ class Target:
             dead_letter_queue_url=api["outputs"]["DeadLetterQueueUrl"],
             worker_function=api["worker_function"],
             event_source_mapping=api["event_source_mapping"],
+            dashboard_bucket=api["outputs"].get("DashboardBucketName"),
+            dashboard_url=api.get("dashboard_url"),
         )
 
     def client(self, service: str) -> Any:
@@ -212,7 +217,7 @@ CLOUDWATCH_SERIES = {
         "worker_function",
     ),
     "esm_concurrent_batches": (
-        "LocalCloud/EventSourceMapping",
+        EVENT_SOURCE_MAPPING_METRICS_NAMESPACE,
         "ConcurrentBatches",
         "EventSourceMappingUUID",
         "event_source_mapping",

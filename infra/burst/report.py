@@ -325,11 +325,19 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     return [header, *(f"  {label:<{width}}  {value}" for label, value in rows)]
 
 
-def where_to_look(report: Mapping[str, Any], files: Mapping[str, Path]) -> list[str]:
+def where_to_look(
+    report: Mapping[str, Any], files: Mapping[str, Path], dashboard_link: str | None = None
+) -> list[str]:
     target = report["target"]
     api, worker = target["api_url"], target["worker_function"]
+    dashboard = (
+        [f"  dashboard  {dashboard_link}  (this run; the live view is the same URL without #...)"]
+        if dashboard_link
+        else []
+    )
     lines = [
         "Where to look next (awslocal is in .venv/bin: `source .venv/bin/activate`):",
+        *dashboard,
         *(f"  {kind:<6} {path}" for kind, path in files.items()),
         f"  curl {api}status",
         f"  awslocal sqs get-queue-attributes --queue-url {target['task_queue_url']} "

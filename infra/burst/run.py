@@ -21,6 +21,7 @@ from burst.progress import ProgressBar
 from burst.report import Observations, accepted_tasks, build_report, write_json
 from burst.sender import Clock, HttpSender, SendLog, SystemClock, send_on_schedule
 from burst.settings import BurstSettings, check, check_loopback
+from deployment import dashboard_site
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class BurstResult:
     report: dict[str, Any]
     json_path: Path
     chart_path: Path
+    dashboard_link: str | None = None  # the run's view in the dashboard, once uploaded
 
     @property
     def integrity_ok(self) -> bool:
@@ -170,7 +172,20 @@ def run_burst(
     report["files"] = {"report": str(json_path), "chart": str(chart_path)}
     write_json(report, json_path)
     write_chart(report, chart_path)
-    return BurstResult(report, json_path, chart_path)
+    return BurstResult(report, json_path, chart_path, publish_to_dashboard(target, report))
+
+
+def publish_to_dashboard(target: Target, report: dict[str, Any]) -> str | None:
+    """The report beside the dashboard's site, so that the run can be opened as a link; a
+    failed upload is a warning (the report is on disk), never a failed burst."""
+    if target.dashboard_bucket is None or target.dashboard_url is None:
+        return None
+    try:
+        dashboard_site.publish_report(target.client("s3"), target.dashboard_bucket, report)
+    except dashboard_site.SiteError as e:
+        logger.warning("the report was not uploaded to the dashboard: %s", e)
+        return None
+    return dashboard_site.report_link(target.dashboard_url, report["run_id"])
 
 
 def _profile_words(settings: BurstSettings) -> str:

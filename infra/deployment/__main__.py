@@ -23,6 +23,7 @@ def print_deployment(result: StageDeployment) -> None:
     print(f"  task queue:  {outputs['TaskQueueUrl']}")
     print(f"  dead letters: {outputs['DeadLetterQueueUrl']}")
     print(f"  API (local URL): {api}")
+    print(f"  dashboard:   {result.dashboard_url}  (open it in a browser)")
     print("  try:")
     print(f"    curl {api}health")
     print(

@@ -95,6 +95,12 @@ def function_timeout(project: Path, stage: str, function: str) -> int:
     )
 
 
+def function_name(project: Path, stage: str, function: str) -> str:
+    """The Lambda function Chalice deploys for `function` (its name in app.py) in `stage`."""
+    app_name = json.loads(config_path(project).read_text())["app_name"]
+    return f"{app_name}-{stage}-{function}"
+
+
 def write_stage_environment(project: Path, stage: str, values: dict[str, str]) -> bool:
     """Set the stage's environment_variables from `values` (the stack's outputs), keeping the
     rest of the file as it is. Returns whether the file changed."""

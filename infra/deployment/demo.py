@@ -9,6 +9,7 @@ Every option of scripts/burst can override the preset (`scripts/demo --count 100
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from burst import settings as burst_settings
@@ -18,6 +19,8 @@ from burst.run import BurstResult, run_burst
 from localcloud import endpoints
 from localcloud.settings import Settings
 
+# A moment to open the dashboard before the burst, so the climb is seen as it happens.
+DASHBOARD_GRACE_SECONDS = 5.0
 PRESET: dict[str, Any] = {
     "profile": "steady",
     "count": 600,
@@ -58,6 +61,11 @@ def run(cfg: Settings, args: argparse.Namespace) -> int:
     settings = burst_settings.from_args(args)
     burst_settings.check(settings)
     target = Target.from_endpoints(endpoints.load(cfg.endpoints_file), str(cfg.endpoints_file))
+    print(
+        f"\nWatch it live: open {target.dashboard_url} in a browser now "
+        f"(the burst starts in {DASHBOARD_GRACE_SECONDS:.0f} s)"
+    )
+    time.sleep(DASHBOARD_GRACE_SECONDS)
     print()
     result = run_burst(target, settings)
     print_result(result)

@@ -1,13 +1,15 @@
 """A stage's whole deploy to the local cloud, and its undoing.
 
 deploy: the infrastructure stack (CloudFormation) -> database migrations -> the stack's outputs
-into the stage's environment in .chalice/config.json -> `chalice deploy` -> what Chalice cannot
-set on the SQS mapping (ReportBatchItemFailures) -> the local URLs in endpoints.json.
+and the local cloud's coordinates into the stage's environment in .chalice/config.json ->
+`chalice deploy` -> what Chalice cannot set on the SQS mapping (ReportBatchItemFailures) -> the
+dashboard's site into its bucket -> the local URLs in endpoints.json.
 Every step is idempotent, so a redeploy after a code change only redoes what changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +20,11 @@ from typing import Any, TypeVar
 
 from chalicelib import settings as app_settings
 from chalicelib.errors import SettingMissing
-from deployment import chalice_stage, database, migrations, stack
+from deployment import chalice_stage, dashboard_site, database, migrations, stack
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
 from localcloud import endpoints
-from localcloud.aws import client_for_running
-from localcloud.settings import Settings
+from localcloud.aws import client_for_running, s3_website_url
+from localcloud.settings import EVENT_SOURCE_MAPPING_METRICS_NAMESPACE, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ OUTPUT_VARIABLES = {
     "TaskQueueName": app_settings.TASK_QUEUE_NAME,
     "TaskQueueUrl": app_settings.TASK_QUEUE_URL,
     "DeadLetterQueueUrl": app_settings.DEAD_LETTER_QUEUE_URL,
+    "DeadLetterQueueName": app_settings.DEAD_LETTER_QUEUE_NAME,
+    "Stage": app_settings.APP_STAGE,
     "MaxReceiveCount": app_settings.TASK_MAX_RECEIVES,
     "DatabaseSecretId": app_settings.DATABASE_SECRET_ID,
 }
@@ -47,6 +51,7 @@ class StageDeployment:
     deployed: Deployed
     outputs: dict[str, str]
     migrations_applied: list[str]
+    dashboard_url: str
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -143,7 +148,11 @@ def deploy(
         applied = migrations.apply_migrations(conninfo)
         logger.info("applied %s", ", ".join(applied) if applied else "nothing: up to date")
 
-    environment = {variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()}
+    website_url = s3_website_url(running, outputs["DashboardBucketName"])
+    environment = {
+        **{variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()},
+        **local_cloud_environment(project, stage, website_url),
+    }
     if chalice_stage.write_stage_environment(project, stage, environment):
         logger.info("stack outputs written to the stage's environment in .chalice/config.json")
 
@@ -160,11 +169,21 @@ def deploy(
             client_for_running(running, "lambda"), deployed.event_source_mappings[WORKER]
         )
 
+    with _step(timings, "dashboard site"):
+        uploaded = dashboard_site.upload_site(
+            client_for_running(running, "s3"),
+            outputs["DashboardBucketName"],
+            deployed.api_url,
+            stage,
+        )
+        logger.info("%d files in s3://%s", uploaded, outputs["DashboardBucketName"])
+
     if record:
         endpoints.update(
             cfg.endpoints_file,
             {
                 "api": {
+                    "dashboard_url": website_url,
                     "stage": stage,
                     "url": deployed.api_url,
                     "rest_api_id": deployed.rest_api_id,
@@ -177,7 +196,20 @@ def deploy(
                 }
             },
         )
-    return StageDeployment(deployed, outputs, applied, timings)
+    return StageDeployment(deployed, outputs, applied, website_url, timings)
+
+
+def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict[str, str]:
+    """What the app needs to know of where it runs, in AWS's terms: its worker's name (as
+    Chalice names functions), the dashboard's origin (CORS), and where the trigger's gauges are
+    published (the local cloud's namespace; AWS has none)."""
+    return {
+        app_settings.WORKER_FUNCTION_NAME: chalice_stage.function_name(project, stage, WORKER),
+        app_settings.DASHBOARD_ORIGIN: website_url.rstrip("/"),
+        app_settings.EVENT_SOURCE_MAPPING_METRICS_NAMESPACE: (
+            EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
+        ),
+    }
 
 
 def _function_named(deployed: Deployed, name: str) -> str:
@@ -222,6 +254,11 @@ def destroy(
     if (project / ".chalice" / "deployed" / f"{stage}.json").exists():
         logger.info("== chalice delete --stage %s", stage)
         chalice_stage.delete_stage(running, project, stage)
+    cloudformation = client_for_running(running, "cloudformation")
+    with contextlib.suppress(stack.StackError):  # no stack: no bucket to empty
+        bucket = stack.stack_outputs(cloudformation, stack.stack_name(stage))["DashboardBucketName"]
+        logger.info("== emptying s3://%s (a bucket must be empty to be deleted)", bucket)
+        dashboard_site.empty_bucket(client_for_running(running, "s3"), bucket)
     logger.info("== deleting stack %s", stack.stack_name(stage))
     stack.delete_stack(client_for_running(running, "cloudformation"), stack.stack_name(stage))
     if record:

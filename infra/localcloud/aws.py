@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -66,3 +67,14 @@ def ensure_rds_secret(cfg: Settings, creds: Credentials, name: str = SECRET_NAME
         arn = sm.put_secret_value(SecretId=name, SecretString=value)["ARN"]
         logger.info("updated secret %s", name)
     return arn
+
+
+def s3_website_url(running: Mapping[str, Any], bucket: str) -> str:
+    """The bucket's website as a browser and curl reach it on a machine with no DNS.
+
+    LocalStack serves S3 websites for any Host of the form BUCKET.s3-website.DOMAIN.
+    `*.localhost` names loopback without a resolver (RFC 6761: Chromium and curl resolve it
+    themselves), where the stack's AWS-shaped http://BUCKET.s3-website.127.0.0.1:4566 and
+    LocalStack's *.localhost.localstack.cloud resolve nowhere offline."""
+    port = urlsplit(running["localstack"]["url"]).port
+    return f"http://{bucket}.s3-website.localhost:{port}/"

@@ -6,6 +6,9 @@ Stdlib only: nothing is installed yet when this runs.
 * ``<venvs>/localstack-venv/``               localstack-core + our extension, from Python 3.13
 * ``<venvs>/runtimes/python3.X/``            Lambda "managed runtimes" (awslambdaric, boto3),
                                              one per Python 3.10-3.13 found on the machine
+* ``dashboard/node_modules/``                the dashboard's chart library, ``npm ci`` from its
+                                             lockfile; without npm, a note says what to install
+                                             and everything else is still set up
 
 Each venv holds a stamp file with a hash of what defines it (interpreter, requirement and
 constraint files, the extension's pyproject.toml). A venv whose stamp matches is left alone, so a
@@ -136,6 +139,35 @@ def ensure_venv(spec: VenvSpec, log_dir: Path, rebuild: bool = False) -> bool:
     return True
 
 
+def ensure_dashboard_packages(
+    dashboard: Path = settings.DASHBOARD_DIR, log_dir: Path | None = None
+) -> str | None:
+    """`npm ci` in dashboard/ when its lockfile changed; return a note for the user when it
+    cannot run (no npm), None when the packages are in place."""
+    lockfile = dashboard / "package-lock.json"
+    if not lockfile.is_file():
+        return f"{lockfile} not found: the dashboard has no packages to install"
+    stamp = dashboard / "node_modules" / STAMP_NAME
+    digest = hashlib.sha256(lockfile.read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text().strip() == digest:
+        logger.info("dashboard: up to date (%s)", stamp.parent)
+        return None
+    npm = shutil.which("npm")
+    if npm is None:
+        return (
+            "npm not found: the dashboard will have no charts. Install Node.js and npm "
+            "(e.g. `apt-get install nodejs npm`), then rerun scripts/setup"
+        )
+    log = (log_dir or dashboard) / "setup-dashboard.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    logger.info("dashboard: npm ci in %s; log: %s", dashboard, log)
+    # --ignore-scripts: nothing the packages ship runs here; uPlot needs no build step.
+    _run_logged([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], log, dashboard)
+    stamp.write_text(digest + "\n")
+    return None
+
+
 def tools_interpreter() -> discovery.Interpreter:
     version = sys.version_info[:3]
     if version[:2] < MIN_TOOLS_PYTHON:
@@ -234,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("note: %s", note)
         for spec in specs:
             ensure_venv(spec, cfg.logs_dir, rebuild=args.rebuild)
+        dashboard_note = ensure_dashboard_packages(log_dir=cfg.logs_dir)
+        if dashboard_note:
+            logger.warning("note: %s", dashboard_note)
     except (InstallError, SettingsError) as e:
         logger.error("setup failed: %s", e)
         return 1

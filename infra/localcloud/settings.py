@@ -36,6 +36,9 @@ DEFAULT_PORT = 4566
 DEFAULT_PG_PORT = 15432
 DEFAULT_ESM_SCALE_UP_PER_MINUTE = 300.0  # AWS: up to 300 more concurrent invocations a minute
 MAX_ESM_SCALE_UP_PER_MINUTE = 60000.0
+# Where the scaling SQS poller publishes its gauges (ConcurrentBatches, ScalingTarget by
+# EventSourceMappingUUID): localcloud_ext.scaling_policy.GAUGE_NAMESPACE, checked equal by a test.
+EVENT_SOURCE_MAPPING_METRICS_NAMESPACE = "LocalCloud/EventSourceMapping"
 PG_DATABASE = "app"
 PG_APP_ROLE = "app"
 SECRET_NAME = "localcloud/rds/credentials"
@@ -50,6 +53,7 @@ REQUIREMENTS_INCLUDED = PROJECT_ROOT / "requirements.txt"
 LOCALSTACK_CONSTRAINTS = PROJECT_ROOT / "infra" / "localstack-constraints.txt"
 LAMBDA_RUNTIME_REQUIREMENTS = PROJECT_ROOT / "infra" / "lambda-runtime-requirements.txt"
 EXTENSION_DIR = PROJECT_ROOT / "infra" / "localstack-extension"
+DASHBOARD_DIR = PROJECT_ROOT / "dashboard"  # its package.json/package-lock.json: npm ci
 LOCALSTACK_REQUIREMENT = "localstack-core[runtime]==2026.3.0"
 # Lambda managed runtimes we build when an interpreter is found (python3.10 .. python3.13).
 RUNTIME_MINORS = (10, 11, 12, 13)

@@ -26,6 +26,8 @@ IDLE_CONCURRENCY = 1
 SLOW_DOWN_SECONDS = 1.0
 THROTTLE_FIRST_RETRY_SECONDS = 0.05
 THROTTLE_LONGEST_RETRY_SECONDS = 1.0
+# AWS publishes no per-mapping concurrency: the local cloud's own namespace for its gauges.
+GAUGE_NAMESPACE = "LocalCloud/EventSourceMapping"
 
 T = TypeVar("T")
 

@@ -36,6 +36,7 @@ from localstack.runtime import hooks
 
 from localcloud_ext.scaling_policy import (
     AWS_SCALE_UP_PER_MINUTE,
+    GAUGE_NAMESPACE,
     ScalingLimits,
     ScalingPolicy,
     Throttled,
@@ -59,7 +60,6 @@ RECEIVE_ERROR_BACKOFF_SECONDS = 1.0
 RECORDS_PER_INVOKE = 2500
 LAST_STOP_WAIT_SECONDS = 10.0
 WAIT_OVERRIDE_PARAM = "localcloud_gather_seconds"
-GAUGE_NAMESPACE = "LocalCloud/EventSourceMapping"
 
 
 def scale_up_per_minute_from_env() -> float:
