@@ -161,15 +161,21 @@ class DashboardService:
             mappings = self._lambda.list_event_source_mappings(FunctionName=s.worker_function_name)[
                 "EventSourceMappings"
             ]
+            listed = next(
+                (m for m in mappings if m["EventSourceArn"].endswith(f":{s.task_queue_name}")),
+                None,
+            )
+            # Read the mapping itself: LocalStack's list answers a stale State ("Disabled" for
+            # an enabled mapping); GetEventSourceMapping is right on both.
+            mapping: dict[str, Any] = (
+                {} if listed is None else self._lambda.get_event_source_mapping(UUID=listed["UUID"])
+            )
             concurrency = self._lambda.get_function_concurrency(FunctionName=s.worker_function_name)
             queue = self._sqs.get_queue_attributes(
                 QueueUrl=s.task_queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
             )["Attributes"]
         except (BotoCoreError, ClientError) as e:
             raise DependencyUnavailable(f"reading the trigger's settings failed: {e}") from e
-        mapping: dict[str, Any] = next(
-            (m for m in mappings if m["EventSourceArn"].endswith(f":{s.task_queue_name}")), {}
-        )
         redrive = json.loads(queue.get("RedrivePolicy") or "{}")
         return TriggerSettings(
             worker_function=s.worker_function_name,

@@ -67,13 +67,22 @@ class FakeLambda:
                 {
                     "UUID": "uuid-1",
                     "EventSourceArn": "arn:aws:sqs:us-east-1:0:tasks",
-                    "State": "Enabled",
+                    "State": "Disabled",  # as LocalStack's list answers
                     "BatchSize": 10,
                     "MaximumBatchingWindowInSeconds": 0,
                     "ScalingConfig": {"MaximumConcurrency": 10},
                 },
             ]
         }
+
+    def get_event_source_mapping(self, UUID: str) -> dict[str, Any]:  # noqa: N803
+        [mapping] = [
+            m
+            for m in self.list_event_source_mappings("")["EventSourceMappings"]
+            if m["UUID"] == UUID
+        ]
+        self.reads -= 1  # the list above is not a read of its own
+        return {**mapping, "State": "Enabled"}
 
     def get_function_concurrency(self, FunctionName: str) -> dict[str, Any]:  # noqa: N803
         return {"ReservedConcurrentExecutions": 20}
@@ -138,6 +147,7 @@ def test_one_call_reads_every_series_of_the_window_and_aligns_them(settings: Set
     assert answer["series"]["latency_p99"][-2] == 812.346
     assert answer["settings"]["maximum_concurrency"] == 10
     assert answer["settings"]["event_source_mapping"] == "uuid-1"
+    assert answer["settings"]["mapping_state"] == "Enabled"
     assert answer["settings"]["reserved_concurrency"] == 20
     assert answer["settings"]["visibility_timeout_seconds"] == 180
     assert answer["settings"]["max_receive_count"] == 5

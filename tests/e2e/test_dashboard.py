@@ -1,0 +1,255 @@
+"""The dashboard in a real browser (Debian's Chromium through Playwright), loaded from the URL the
+deploy prints, against a private stage: idle at first, then during a burst its charts fill and
+its state goes from idle through scaling up to draining; the numbers it shows for a closed
+minute are CloudWatch's; the burst's report opens as a link; no console errors; light and dark
+both readable. Screenshots go to .localcloud/reports/."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser
+
+from burst.cloud import Target
+from burst.run import BurstResult, run_burst
+from burst.settings import BurstSettings
+from chalicelib.dashboard_series import SERIES, Sources, charts_json, metric_data_queries
+from localcloud.settings import EVENT_SOURCE_MAPPING_METRICS_NAMESPACE, Settings
+from tests.browser import WatchedPage, chromium, open_page
+from tests.e2e.conftest import Stage, deployed_stage
+from tests.e2e.test_scaling import update_mapping
+from tests.polling import wait_for
+
+# Room to climb: from 5 batches at once to 20 at AWS's 300 a minute takes 3 s, seen as
+# "scaling up" by a page that polls every 1.5 s.
+MAX_CONCURRENCY = 20
+TASKS = 600
+WCAG_AA_TEXT_CONTRAST = 4.5
+
+
+@pytest.fixture(scope="module")
+def dashboard_stage(
+    local_cloud: dict[str, Any],
+    localcloud_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stage]:
+    with deployed_stage(
+        local_cloud,
+        localcloud_settings,
+        tmp_path_factory.mktemp("dashboard"),
+        worker_timeout_seconds=10,
+        visibility_timeout_seconds=60,
+    ) as stage:
+        update_mapping(stage, ScalingConfig={"MaximumConcurrency": MAX_CONCURRENCY})
+        yield stage
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+def target_of(stage: Stage) -> Target:
+    deployed, outputs = stage.deployment.deployed, stage.deployment.outputs
+    return Target(
+        running=stage.running,
+        api_url=stage.api,
+        task_queue_url=stage.queue_url,
+        dead_letter_queue_url=stage.dead_letter_queue_url,
+        worker_function=next(f for f in deployed.functions if f.endswith("-worker")),
+        event_source_mapping=deployed.event_source_mappings["worker"],
+        dashboard_bucket=outputs["DashboardBucketName"],
+        dashboard_url=stage.deployment.dashboard_url,
+    )
+
+
+def wait_for_state(page: WatchedPage, state: str, seconds: float = 30) -> None:
+    wait_for(page.state, lambda s: s == state, seconds, f"the page to say {state}")
+
+
+def test_the_page_opens_from_the_printed_url_and_says_idle(
+    dashboard_stage: Stage, browser: Browser
+) -> None:
+    url = dashboard_stage.deployment.dashboard_url
+    assert url.startswith("http://") and ".s3-website.localhost:" in url
+
+    page = open_page(browser, url)
+    wait_for_state(page, "idle")
+
+    assert set(page.points()) == {chart["id"] for chart in charts_json()}
+    settings = page.page.locator("[data-setting='maximum_concurrency']").inner_text()
+    assert str(MAX_CONCURRENCY) in settings
+    assert page.page.locator("#state").inner_text().lower().startswith("idle")
+    page.screenshot("dashboard-idle-light.png")
+    assert page.errors == []
+
+
+def test_during_a_burst_the_page_climbs_and_drains_then_matches_cloudwatch(
+    dashboard_stage: Stage, browser: Browser, tmp_path: Path
+) -> None:
+    page = open_page(browser, dashboard_stage.deployment.dashboard_url)
+    wait_for_state(page, "idle")
+    result = burst_while_watching(dashboard_stage, page, tmp_path)
+
+    report = result.report
+    assert report["integrity"]["ok"] and report["done"] == TASKS
+    states = page.page.evaluate("window.__statesSeen")
+    assert in_order(states, ["idle", "scaling_up", "draining"]), states
+    assert page.errors == []
+
+    # A closed minute: every metric of it published, the page has polled since.
+    time.sleep(3)
+    end = int(time.time()) - 2
+    start = end - 60
+    shown = page.page.evaluate("([start, end]) => window.dashboardData(start, end)", [start, end])
+    expected = cloudwatch_series(dashboard_stage, start, end)
+    compared = 0
+    for key, values in expected.items():
+        assert shown["series"][key] == pytest.approx(values, abs=1e-3, nan_ok=True), key
+        compared += sum(v is not None for v in values)
+    assert compared > 100  # the burst's minute had data in many series
+
+
+def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstResult:
+    """Run the burst on a thread and sample the page's state while it runs."""
+    settings = BurstSettings(
+        profile="steady",
+        count=TASKS,
+        rate=150,
+        duration=4,
+        task_type="sleep",
+        sleep_ms=300,
+        batch=50,
+        threads=8,
+        max_seconds=30,
+        drain_seconds=120,
+        out_dir=out,
+        progress=False,
+    )
+    results: list[BurstResult] = []
+    worker = threading.Thread(target=lambda: results.append(run_burst(target_of(stage), settings)))
+    page.page.evaluate("window.__statesSeen = []")
+    worker.start()
+    shot = False
+    while worker.is_alive():
+        state = page.state()
+        page.page.evaluate(
+            "(s) => { const seen = window.__statesSeen; "
+            "if (seen[seen.length - 1] !== s) seen.push(s); }",
+            state,
+        )
+        if state in ("at_maximum", "draining") and not shot:
+            time.sleep(2)  # let the charts show the plateau
+            page.screenshot("dashboard-burst-light.png")
+            page.page.emulate_media(color_scheme="dark")
+            page.screenshot("dashboard-burst-dark.png")
+            page.page.emulate_media(color_scheme="light")
+            shot = True
+        time.sleep(0.25)
+    worker.join()
+    points = page.points()
+    assert all(points[chart] > 0 for chart in ("queue", "concurrency", "throughput", "latency"))
+    [result] = results
+    return result
+
+
+def in_order(seen: list[str], wanted: list[str]) -> bool:
+    """Whether `wanted` occurs in `seen` in this order (other states may come between)."""
+    remaining = iter(seen)
+    return all(any(s == w for s in remaining) for w in wanted)
+
+
+def cloudwatch_series(stage: Stage, start: int, end: int) -> dict[str, list[float | None]]:
+    """The same series straight from CloudWatch (get-metric-data), per second."""
+    outputs, deployed = stage.deployment.outputs, stage.deployment.deployed
+    sources = Sources.of(
+        worker_function=next(f for f in deployed.functions if f.endswith("-worker")),
+        task_queue=outputs["TaskQueueName"],
+        dead_letter_queue=outputs["DeadLetterQueueName"],
+        app_namespace="ServerlessScaling",
+        app_dimensions={"service": "serverless-scaling", "stage": outputs["Stage"]},
+        mapping_namespace=EVENT_SOURCE_MAPPING_METRICS_NAMESPACE,
+        mapping_uuid=deployed.event_source_mappings["worker"],
+    )
+    answer = stage.client("cloudwatch").get_metric_data(
+        MetricDataQueries=metric_data_queries(sources, 1),
+        StartTime=datetime.fromtimestamp(start, UTC),
+        EndTime=datetime.fromtimestamp(end, UTC),
+        ScanBy="TimestampAscending",
+    )
+    series: dict[str, list[float | None]] = {}
+    for result in answer["MetricDataResults"]:
+        values: list[float | None] = [None] * (end - start)
+        for moment, value in zip(result["Timestamps"], result["Values"], strict=True):
+            values[int(moment.timestamp()) - start] = value
+        series[SERIES[int(result["Id"][1:])].key] = values
+    return series
+
+
+def test_the_burst_report_opens_as_a_link(dashboard_stage: Stage, browser: Browser) -> None:
+    site = dashboard_stage.deployment.dashboard_url
+    live = open_page(browser, site)
+    # Fetched by the page itself: *.localhost resolves in Chromium, not in every resolver.
+    index = live.page.evaluate("fetch('reports/index.json').then(r => r.json())")
+    [run, *_] = index["runs"]
+    page = open_page(browser, f"{site}#report={run['run_id']}")
+
+    wait_for(
+        lambda: page.page.evaluate("document.body.dataset.view"),
+        lambda view: view == "report",
+        10,
+        "the report view",
+    )
+    wait_for(page.points, lambda p: bool(p) and all(n > 0 for n in p.values()), 10, "its charts")
+    page.screenshot("dashboard-report-light.png")
+    assert page.errors == [] and live.errors == []
+
+
+# The colour of each text element and of the first opaque background behind it.
+TEXT_COLOURS = """() => {
+    const background = (node) => {
+        for (; node; node = node.parentElement) {
+            const colour = getComputedStyle(node).backgroundColor;
+            if (colour !== 'rgba(0, 0, 0, 0)' && colour !== 'transparent') return colour;
+        }
+        return 'rgb(255, 255, 255)';
+    };
+    return [...document.querySelectorAll('h1, h2, h3, #state, [data-setting], [data-current]')]
+        .filter((e) => e.innerText.trim())
+        .map((e) => [e.tagName + (e.id ? '#' + e.id : ''), getComputedStyle(e).color,
+                     background(e)]);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_both_themes_are_readable(dashboard_stage: Stage, browser: Browser, scheme: str) -> None:
+    page = open_page(browser, dashboard_stage.deployment.dashboard_url, color_scheme=scheme)
+    wait_for_state(page, "idle")
+
+    colours = page.page.evaluate(TEXT_COLOURS)
+
+    assert len(colours) >= 5
+    for element, foreground, background in colours:
+        ratio = contrast(foreground, background)
+        assert ratio >= WCAG_AA_TEXT_CONTRAST, (scheme, element, foreground, background, ratio)
+    page.screenshot(f"dashboard-idle-{scheme}.png")
+    assert page.errors == []
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two CSS rgb()/rgba() colours (alpha ignored)."""
+
+    def luminance(colour: str) -> float:
+        channels = [float(c) / 255 for c in colour[colour.index("(") + 1 : -1].split(",")[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
