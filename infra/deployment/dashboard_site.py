@@ -91,6 +91,9 @@ def upload_site(s3: Any, bucket: str, api_url: str, stage: str) -> int:
     for file in files:
         _put(s3, bucket, file.key, file.path.read_bytes())
     _put(s3, bucket, CONFIG_KEY, config_script(api_url, stage).encode())
+    if not _read_index(s3, bucket):
+        # The page lists runs from the index; a missing one would be a 404 in its console.
+        _put(s3, bucket, REPORTS_INDEX_KEY, json.dumps({"runs": []}).encode())
     return len(files) + 1
 
 
