@@ -63,6 +63,7 @@
     buffer: core.emptyBuffer(1),
     charts: [],
     signature: null,
+    built: false,
     settings: {},
     set: new ChartSet($("live-charts"), { syncKey: "live", zoomable: false }),
     timer: null,
@@ -80,12 +81,19 @@
     live.buffer = core.mergeAnswer(live.buffer, answer, WINDOW_SECONDS);
     live.settings = answer.settings && typeof answer.settings === "object" ? answer.settings : {};
     if (signature !== live.signature) {
-      // First answer, or the server's chart list changed: (re)build the charts.
       live.charts = defs;
       live.signature = signature;
-      live.set.build(defs, live.buffer, live.settings);
-    } else {
-      live.set.update(live.buffer, live.settings);
+      live.built = false;
+    }
+    // The live charts exist in the live view only (a report's page holds the report's charts).
+    if (document.body.dataset.view === "live") {
+      if (!live.built) {
+        // First answer, or the server's chart list changed: (re)build the charts.
+        live.set.build(live.charts, live.buffer, live.settings);
+        live.built = true;
+      } else {
+        live.set.update(live.buffer, live.settings);
+      }
     }
     const ms = performance.now() - t0;
     stats.refreshes += 1;
@@ -340,10 +348,14 @@
       reports.current = null;
       reports.report = null;
       reports.set.destroy();
-      // Charts built while hidden, or a window resized meanwhile: fit them now.
-      requestAnimationFrame(() => live.set.resize());
+      if (!live.built && live.charts.length) {
+        live.set.build(live.charts, live.buffer, live.settings);
+        live.built = true;
+      }
       if (window.location.hash === "#runs") loadRuns();
     } else {
+      live.set.destroy();
+      live.built = false;
       openReport(r, loadRuns());
     }
   }
@@ -371,7 +383,7 @@
     button.setAttribute("aria-label", "Switch to the " + next + " theme");
     if (before !== theme) {
       // uPlot takes its colours as options: the one re-creation allowed.
-      if (live.charts.length) live.set.build(live.charts, live.buffer, live.settings);
+      if (live.built) live.set.build(live.charts, live.buffer, live.settings);
       if (reports.report && reports.current && reports.set.items.length) {
         reports.set.build(core.REPORT_CHARTS, core.reportBuffer(reports.report), core.reportSettings(reports.report));
       }
