@@ -23,6 +23,8 @@ Seams, each checked before it is patched (tests/integration/test_service_metrics
   separator so that a query reads exactly its own series.
 - `CloudwatchDatabase.__init__`: also indexes the metric tables by time, so that Period=1
   queries cost what their window holds, not the whole history.
+- `CloudwatchDatabase.get_metric_data_stat` and `CloudwatchProvider.get_metric_statistics`
+  (one query per metric, percentiles): in `cloudwatch_queries`, which checks its own seams.
 """
 
 from __future__ import annotations

@@ -1,0 +1,246 @@
+"""GetMetricData and GetMetricStatistics read LocalStack's CloudWatch database with one SQL query
+per metric, and answer percentiles.
+
+Seams, each checked before it is patched (tests/integration/test_service_metrics_seams.py; the
+other CloudWatch seams, dimension match and time index, are in `service_metrics`):
+- `CloudwatchDatabase.get_metric_data_stat`: LocalStack runs one SQL subquery per period (a
+  15-minute window at Period=1 is a UNION ALL of 900 subqueries, each over both tables), and
+  `Stat="p99"` raises KeyError (a 500). Here one query groups the rows by period; percentiles
+  are nearest-rank over the raw values (`metric_statistics`), as AWS computes them.
+- `CloudwatchProvider.get_metric_statistics`: LocalStack ignores `ExtendedStatistics` (and fails
+  without `Statistics`); percentile datapoints are added to what it answers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from localstack.runtime import hooks
+
+from localcloud_ext.metric_statistics import (
+    Statistic,
+    UnsupportedStatistic,
+    in_scan_order,
+    parse_statistic,
+    percentiles_by_bucket,
+    window_end,
+)
+from localcloud_ext.service_metrics import SeamMoved, require_parameters
+
+# stat -> (aggregate over the rows' `value` (raw value or the statistic set's column) and `count`
+# (1 or the set's sample count), that column), as LocalStack's STAT_TO_SQLITE_AGGREGATION_FUNC
+# and STAT_TO_SQLITE_COL_NAME_HELPER
+AGGREGATES = {
+    "Sum": ("SUM(value)", "sum"),
+    "Average": ("SUM(value)", "sum"),  # divided by the sample count below
+    "Minimum": ("MIN(value)", "min"),
+    "Maximum": ("MAX(value)", "max"),
+    "SampleCount": ("SUM(count)", "sample_count"),
+}
+BUCKET = "(? + CAST((timestamp - ?) / ? AS INTEGER) * ?)"
+# statistic sets that percentiles may use, as on AWS: one sample, or all samples equal
+PERCENTILE_SETS = "AND (sample_count = 1 OR min = max)"
+
+
+def metric_filter(
+    database: Any, account_id: str, region: str, query: Any
+) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (without time) LocalStack applies to a MetricDataQuery, and its values."""
+    metric_stat = query["MetricStat"]
+    metric = metric_stat["Metric"]
+    dimensions = metric.get("Dimensions", [])
+    unit = metric_stat.get("Unit")
+    sql = "account_id = ? AND region = ? AND namespace = ? AND metric_name = ?"
+    values: tuple[Any, ...] = (account_id, region, metric.get("Namespace"), metric["MetricName"])
+    if dimensions:
+        sql += " AND dimensions LIKE ?"
+        values += (database._get_ordered_dimensions_with_separator(dimensions, for_search=True),)
+    else:
+        sql += " AND dimensions IS NULL"
+    if unit == "NULL_VALUE":
+        sql += " AND unit IS NULL"
+    elif unit:
+        sql += " AND unit = ?"
+        values += (unit,)
+    return sql, values
+
+
+def statistic_sql(database: Any, statistic: Statistic, where: str) -> str:
+    """One query over both tables: (bucket, aggregate, sample count) per period, or for a
+    percentile (bucket, value, count) rows sorted by bucket and value."""
+    single, aggregated = database.TABLE_SINGLE_METRICS, database.TABLE_AGGREGATED_METRICS
+    if statistic.percentile is not None:
+        return (
+            f"SELECT {BUCKET} AS bucket, value, 1 FROM {single} WHERE {where}"
+            f" UNION ALL SELECT {BUCKET} AS bucket, min, sample_count FROM {aggregated}"
+            f" WHERE {where} {PERCENTILE_SETS} ORDER BY bucket, 2"
+        )
+    aggregate, column = AGGREGATES[statistic.name]
+    return (
+        f"SELECT bucket, {aggregate}, SUM(count) FROM ("
+        f"SELECT {BUCKET} AS bucket, value, 1 AS count FROM {single} WHERE {where}"
+        f" UNION ALL SELECT {BUCKET} AS bucket, {column} AS value, sample_count AS count"
+        f" FROM {aggregated} WHERE {where}"
+        ") GROUP BY bucket HAVING SUM(count) ORDER BY bucket"
+    )
+
+
+def metric_data_stat(
+    database: Any,
+    account_id: str,
+    region: str,
+    query: Any,
+    start_time: datetime,
+    end_time: datetime,
+    scan_by: str | None,
+) -> dict[str, Any]:
+    """What LocalStack's `get_metric_data_stat` returns ({"timestamps", "values"}, periods
+    without data left out), from one SQL query instead of one per period. Like LocalStack's,
+    it reads whole periods: the last one may reach past `end_time` (`window_end`)."""
+    from localstack.aws.api.cloudwatch import InvalidParameterValueException, ScanBy
+
+    metric_stat = query["MetricStat"]
+    try:
+        statistic = parse_statistic(metric_stat.get("Stat"))
+    except UnsupportedStatistic as error:
+        raise InvalidParameterValueException(str(error)) from None
+    period = metric_stat.get("Period")
+    if not isinstance(period, int) or period < 1:
+        raise InvalidParameterValueException(f"The value {period} for Period is not supported.")
+    start = database._convert_timestamp_to_unix(start_time)
+    end = window_end(start, database._convert_timestamp_to_unix(end_time), period)
+    where, values = metric_filter(database, account_id, region, query)
+    where += " AND timestamp >= ? AND timestamp < ?"
+    branch = (start, start, period, period, *values, start, end)
+    with (
+        database.DATABASE_LOCK,
+        sqlite3.connect(database.METRICS_DB_READ_ONLY, uri=True) as connection,
+    ):
+        rows = connection.execute(statistic_sql(database, statistic, where), branch * 2).fetchall()
+    connection.close()
+    if statistic.percentile is not None:
+        points = list(percentiles_by_bucket(rows, statistic.percentile))
+    elif statistic.name == "Average":
+        points = [(bucket, total / count) for bucket, total, count in rows]
+    else:
+        points = [(bucket, value) for bucket, value, _ in rows]
+    descending = scan_by is None or scan_by == ScanBy.TimestampDescending
+    return in_scan_order(points, descending)
+
+
+@hooks.on_infra_start()  # type: ignore[untyped-decorator]  # LocalStack is untyped here
+def query_metric_data_once_per_metric() -> None:
+    from localstack.services.cloudwatch import cloudwatch_database_helper as helper
+    from localstack.utils.patch import patch
+
+    database = helper.CloudwatchDatabase
+    require_parameters(
+        database.get_metric_data_stat,
+        ["self", "account_id", "region", "query", "start_time", "end_time", "scan_by"],
+    )
+    require_parameters(database._convert_timestamp_to_unix, ["self", "timestamp"])
+    stock_statistics = {
+        (stat, function.upper(), helper.STAT_TO_SQLITE_COL_NAME_HELPER.get(stat))
+        for stat, function in helper.STAT_TO_SQLITE_AGGREGATION_FUNC.items()
+    }
+    ours = {(stat, sql.upper(), column) for stat, (sql, column) in AGGREGATES.items()}
+    if stock_statistics != ours:
+        raise SeamMoved(f"LocalStack's CloudWatch statistics are now {stock_statistics}")
+
+    @patch(database.get_metric_data_stat)  # type: ignore[untyped-decorator]
+    def get_metric_data_stat(
+        _stock: Any,
+        self: Any,
+        account_id: str,
+        region: str,
+        query: Any,
+        start_time: datetime,
+        end_time: datetime,
+        scan_by: str | None,
+    ) -> dict[str, Any]:
+        return metric_data_stat(self, account_id, region, query, start_time, end_time, scan_by)
+
+
+def extended_datapoints(
+    provider: Any, context: Any, request: dict[str, Any], extended: list[str]
+) -> dict[tuple[str, Any], dict[str, Any]]:
+    """Percentile datapoints of a GetMetricStatistics request, keyed by (unit, timestamp), one
+    query per percentile and unit as LocalStack does for its statistics."""
+    from localstack.aws.api.cloudwatch import InvalidParameterValueException
+
+    for stat in extended:
+        if parse_statistic(stat).percentile is None:
+            raise InvalidParameterValueException(
+                f"The value {stat} for parameter ExtendedStatistics is not supported."
+            )
+    database = provider.cloudwatch_database
+    units = (
+        [request["unit"]]
+        if request.get("unit")
+        else database.get_units_for_metric_data_stat(
+            account_id=context.account_id,
+            region=context.region,
+            start_time=request["start_time"],
+            end_time=request["end_time"],
+            metric_name=request["metric_name"],
+            namespace=request["namespace"],
+        )
+    )
+    points: dict[tuple[str, Any], dict[str, Any]] = {}
+    for stat in extended:
+        for unit in units:
+            metric = {
+                "MetricName": request["metric_name"],
+                "Namespace": request["namespace"],
+                "Dimensions": request.get("dimensions") or [],
+            }
+            query = {"MetricStat": {"Metric": metric, "Period": request["period"], "Stat": stat}}
+            query["MetricStat"]["Unit"] = unit
+            result = database.get_metric_data_stat(
+                account_id=context.account_id,
+                region=context.region,
+                query=query,
+                start_time=request["start_time"],
+                end_time=request["end_time"],
+                scan_by="TimestampDescending",
+            )
+            label = "None" if unit == "NULL_VALUE" else unit
+            for timestamp, value in zip(result["timestamps"], result["values"], strict=True):
+                point = points.setdefault((label, timestamp), {"Timestamp": timestamp})
+                point["Unit"] = label
+                point.setdefault("ExtendedStatistics", {})[stat] = float(value)
+    return points
+
+
+@hooks.on_infra_start()  # type: ignore[untyped-decorator]
+def answer_extended_statistics() -> None:
+    from localstack.aws.api.cloudwatch import InvalidParameterCombinationException
+    from localstack.services.cloudwatch.provider_v2 import CloudwatchProvider
+    from localstack.utils.patch import patch
+
+    parameters = ["self", "context", "namespace", "metric_name", "start_time", "end_time"]
+    parameters += ["period", "dimensions", "statistics", "extended_statistics", "unit", "kwargs"]
+    require_parameters(CloudwatchProvider.get_metric_statistics, parameters)
+
+    @patch(CloudwatchProvider.get_metric_statistics)  # type: ignore[untyped-decorator]
+    def get_metric_statistics(
+        stock: Any, self: Any, context: Any, *args: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        request = dict(zip(parameters[2:-1], args, strict=False)) | kwargs
+        extended = request.pop("extended_statistics", None) or []
+        if not extended and not request.get("statistics"):
+            raise InvalidParameterCombinationException(
+                "Must specify either Statistics or ExtendedStatistics"
+            )
+        output: dict[str, Any] = stock(
+            self, context, **{**request, "statistics": request.get("statistics") or []}
+        )
+        if not extended:
+            return output
+        points = {(p.get("Unit"), p["Timestamp"]): p for p in output.get("Datapoints", [])}
+        for key, point in extended_datapoints(self, context, request, extended).items():
+            points.setdefault(key, {}).update(point)
+        output["Datapoints"] = list(points.values())
+        return output

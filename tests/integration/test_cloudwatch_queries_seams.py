@@ -1,0 +1,96 @@
+"""The LocalStack internals localcloud_ext.cloudwatch_queries replaces are still what it was
+written against, and the replacement answers exactly what LocalStack's own query answers for the
+basic statistics. Runs in LocalStack's own interpreter; fails loudly when an upgrade moves them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from localcloud.settings import Settings
+
+CHECKS = textwrap.dedent(
+    """
+    import inspect, random
+    from datetime import UTC, datetime
+    from localstack.services.cloudwatch.cloudwatch_database_helper import CloudwatchDatabase
+    from localstack.services.cloudwatch.provider_v2 import CloudwatchProvider
+    from localstack.utils.patch import Patch
+
+    from localcloud_ext import cloudwatch_queries, service_metrics
+
+    # both CloudWatch reads go through the database method we replace, and GetMetricStatistics
+    # answers nothing for an empty Statistics list (we add the percentiles to that)
+    for read in (CloudwatchProvider.get_metric_data, CloudwatchProvider.get_metric_statistics):
+        assert "self.cloudwatch_database.get_metric_data_stat(" in inspect.getsource(read)
+    assert "for stat in statistics:" in inspect.getsource(CloudwatchProvider.get_metric_statistics)
+
+    service_metrics.match_metric_dimensions_exactly()
+    stock = CloudwatchDatabase.get_metric_data_stat
+    cloudwatch_queries.query_metric_data_once_per_metric()
+    cloudwatch_queries.answer_extended_statistics()
+    patched = {p.name for p in Patch.applied_patches}
+    assert {"get_metric_data_stat", "get_metric_statistics"} <= patched, patched
+
+    # random values and statistic sets, two series: the replacement answers as the stock does
+    database = CloudwatchDatabase()
+    rng = random.Random(7)
+    base = 1_700_000_000
+    data = []
+    for second in range(200):
+        for series in ("a", "ab"):
+            datum = {"MetricName": "m", "Dimensions": [{"Name": "S", "Value": series}],
+                     "Timestamp": datetime.fromtimestamp(base + second, UTC),
+                     "StorageResolution": 1, "Unit": rng.choice(["Count", None])}
+            if rng.random() < 0.7:
+                values = [rng.choice([0.5, 1, 3, 8]) for _ in range(rng.randint(1, 3))]
+                counts = [rng.randint(1, 3) for _ in values]
+                data.append({**datum, "Values": values, "Counts": counts})
+            if rng.random() < 0.4:
+                data.append({**datum, "StatisticValues": {
+                    "SampleCount": 3, "Sum": 9.5, "Minimum": 0.5, "Maximum": 6}})
+    database.add_metric_data("000000000000", "us-east-1", "ns", data)
+    compared = 0
+    for period in (1, 7, 60):
+        for start, end in ((base, base + 200), (base + 3, base + 150), (base - 10, base + 61)):
+            for stat in ("Sum", "Average", "Minimum", "Maximum", "SampleCount"):
+                for scan_by in (None, "TimestampAscending", "TimestampDescending"):
+                    for unit in (None, "Count", "NULL_VALUE"):
+                        metric = {"Namespace": "ns", "MetricName": "m",
+                                  "Dimensions": [{"Name": "S", "Value": "a"}]}
+                        query = {"MetricStat": {"Metric": metric, "Period": period, "Stat": stat}}
+                        if unit:
+                            query["MetricStat"]["Unit"] = unit
+                        args = ("000000000000", "us-east-1", query,
+                                datetime.fromtimestamp(start, UTC),
+                                datetime.fromtimestamp(end, UTC), scan_by)
+                        expected = stock(database, *args)
+                        answered = database.get_metric_data_stat(*args)
+                        assert answered == expected, (period, start, end, stat, scan_by, unit)
+                        compared += bool(expected["values"])
+    assert compared > 300, compared
+    print("seams ok")
+    """
+)
+
+
+def test_cloudwatch_query_seams_are_where_the_extension_expects_them(tmp_path: Path) -> None:
+    cfg = Settings.from_env()
+    if not cfg.localstack_python.exists():
+        pytest.fail(f"{cfg.localstack_python} missing: run scripts/setup")
+
+    result = subprocess.run(
+        [str(cfg.localstack_python), "-c", CHECKS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # the CloudWatch database this creates goes under FILESYSTEM_ROOT, not /tmp/localstack
+        env={**os.environ, "FILESYSTEM_ROOT": str(tmp_path), "OVERRIDE_IN_DOCKER": "0"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("seams ok")

@@ -1,0 +1,98 @@
+"""CloudWatch statistics as AWS defines them (localcloud_ext.metric_statistics): stat parsing,
+periods, nearest-rank percentiles over weighted values, result order."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from localcloud_ext.metric_statistics import (
+    Statistic,
+    UnsupportedStatistic,
+    bucket_of,
+    in_scan_order,
+    nearest_rank,
+    parse_statistic,
+    percentiles_by_bucket,
+    window_end,
+)
+
+
+@pytest.mark.parametrize("stat", ["Sum", "Average", "Minimum", "Maximum", "SampleCount"])
+def test_basic_statistics_parse_as_themselves(stat: str) -> None:
+    assert parse_statistic(stat) == Statistic(stat)
+
+
+@pytest.mark.parametrize(
+    ("stat", "percentile"),
+    [
+        ("p50", Fraction(50)),
+        ("p99", Fraction(99)),
+        ("p99.9", Fraction(999, 10)),
+        ("p99.99", Fraction(9999, 100)),
+        ("p0.1", Fraction(1, 10)),
+        ("p100", Fraction(100)),
+    ],
+)
+def test_percentiles_parse_exactly(stat: str, percentile: Fraction) -> None:
+    assert parse_statistic(stat) == Statistic(stat, percentile)
+
+
+@pytest.mark.parametrize(
+    "stat", ["p0", "p0.0", "p100.1", "p101", "P99", "p", "p-1", "p99.", "tm99", "sum", "", None]
+)
+def test_other_statistics_are_refused(stat: str | None) -> None:
+    with pytest.raises(UnsupportedStatistic, match="is not supported"):
+        parse_statistic(stat)
+
+
+def test_window_end_covers_whole_periods_as_localstack_does() -> None:
+    assert window_end(0, 60, 60) == 60
+    assert window_end(0, 61, 60) == 120  # the last period starts before the end
+    assert window_end(0, 900, 1) == 900
+    assert window_end(10, 10, 1) == 10  # nothing to read
+    assert window_end(10, 5, 1) == 10
+
+
+def test_bucket_of_is_the_start_of_the_period_counted_from_start() -> None:
+    assert bucket_of(100, 100, 60) == 100
+    assert bucket_of(159, 100, 60) == 100
+    assert bucket_of(160, 100, 60) == 160
+    assert bucket_of(7, 3, 1) == 7
+
+
+def test_nearest_rank_of_one_to_ten() -> None:
+    values = [(float(v), 1.0) for v in range(1, 11)]
+    assert nearest_rank(values, Fraction(50)) == 5
+    assert nearest_rank(values, Fraction(90)) == 9  # exact rank 9, not 9.000...2 -> 10
+    assert nearest_rank(values, Fraction(91)) == 10
+    assert nearest_rank(values, Fraction(99)) == 10
+    assert nearest_rank(values, Fraction(100)) == 10
+    assert nearest_rank(values, Fraction(1, 10)) == 1
+
+
+def test_nearest_rank_counts_each_value_count_times() -> None:
+    # 1 x 9, 100 x 1: p90 is rank 9 of 10 -> 1; p91 -> rank 9.1 -> the 10th -> 100
+    values = [(1.0, 9.0), (100.0, 1.0)]
+    assert nearest_rank(values, Fraction(90)) == 1
+    assert nearest_rank(values, Fraction(91)) == 100
+
+
+def test_nearest_rank_skips_zero_counts_and_answers_none_when_empty() -> None:
+    assert nearest_rank([], Fraction(50)) is None
+    assert nearest_rank([(5.0, 0.0)], Fraction(50)) is None
+    assert nearest_rank([(1.0, 0.0), (5.0, 2.0)], Fraction(1)) == 5
+
+
+def test_percentiles_by_bucket_groups_sorted_rows() -> None:
+    rows = [(0, 1.0, 1.0), (0, 2.0, 1.0), (0, 3.0, 2.0), (1, 7.0, 0.0), (2, 4.0, 1.0)]
+    assert list(percentiles_by_bucket(rows, Fraction(50))) == [(0, 2.0), (2, 4.0)]
+    assert list(percentiles_by_bucket(rows, Fraction(100))) == [(0, 3.0), (2, 4.0)]
+    assert list(percentiles_by_bucket([], Fraction(50))) == []
+
+
+def test_in_scan_order_has_localstacks_shape() -> None:
+    points = [(10, 1.0), (11, 2.0)]
+    assert in_scan_order(points, descending=False) == {"timestamps": [10, 11], "values": [1, 2]}
+    assert in_scan_order(points, descending=True) == {"timestamps": [11, 10], "values": [2, 1]}
