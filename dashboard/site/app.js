@@ -19,6 +19,8 @@
     windowMinutes: Number(raw.windowMinutes) > 0 ? Number(raw.windowMinutes) : 15,
   };
   const WINDOW_SECONDS = Math.round(config.windowMinutes * 60);
+  // A burst of a minute is lost on a 15-minute axis: show 5 minutes unless the user asks.
+  const DEFAULT_VIEW_SECONDS = Math.min(300, WINDOW_SECONDS);
   const THEME_KEY = "dashboard-theme";
 
   const stats = (window.dashboardStats = { refreshes: 0, lastRefreshMs: null, maxRefreshMs: null, lastError: null });
@@ -72,6 +74,38 @@
     lastEnd: null, // answer's end, epoch s
     failingSince: null,
     panels: {},
+    viewSeconds: DEFAULT_VIEW_SECONDS, // how much of the buffer the charts show
+  };
+
+  function liveView() {
+    return core.viewOf(live.buffer, live.viewSeconds);
+  }
+
+  function showRange(seconds) {
+    live.viewSeconds = seconds;
+    document.querySelectorAll("[data-range]").forEach((button) => {
+      button.setAttribute("aria-pressed", String(Number(button.dataset.range) === seconds));
+    });
+    if (live.built) live.set.update(liveView(), live.settings);
+  }
+
+  document.querySelectorAll("[data-range]").forEach((button) => {
+    button.addEventListener("click", () => showRange(Number(button.dataset.range)));
+  });
+
+  /* Test hook: the live buffer's values for the seconds in [start, end), as the charts draw them
+   * ({t: [...], series: {key: [...]}}), so a test can compare what the page shows with CloudWatch. */
+  window.dashboardData = function (start, end) {
+    const buffer = live.buffer;
+    const picked = [];
+    buffer.t.forEach(function (t, i) {
+      if (t >= start && t < end) picked.push(i);
+    });
+    const series = {};
+    Object.keys(buffer.series).forEach(function (key) {
+      series[key] = picked.map(function (i) { return buffer.series[key][i]; });
+    });
+    return { t: picked.map(function (i) { return buffer.t[i]; }), series: series };
   };
 
   function applyAnswer(answer) {
@@ -89,10 +123,10 @@
     if (document.body.dataset.view === "live") {
       if (!live.built) {
         // First answer, or the server's chart list changed: (re)build the charts.
-        live.set.build(live.charts, live.buffer, live.settings);
+        live.set.build(live.charts, liveView(), live.settings);
         live.built = true;
       } else {
-        live.set.update(live.buffer, live.settings);
+        live.set.update(liveView(), live.settings);
       }
     }
     const ms = performance.now() - t0;
@@ -349,7 +383,7 @@
       reports.report = null;
       reports.set.destroy();
       if (!live.built && live.charts.length) {
-        live.set.build(live.charts, live.buffer, live.settings);
+        live.set.build(live.charts, liveView(), live.settings);
         live.built = true;
       }
       if (window.location.hash === "#runs") loadRuns();
@@ -383,7 +417,7 @@
     button.setAttribute("aria-label", "Switch to the " + next + " theme");
     if (before !== theme) {
       // uPlot takes its colours as options: the one re-creation allowed.
-      if (live.built) live.set.build(live.charts, live.buffer, live.settings);
+      if (live.built) live.set.build(live.charts, liveView(), live.settings);
       if (reports.report && reports.current && reports.set.items.length) {
         reports.set.build(core.REPORT_CHARTS, core.reportBuffer(reports.report), core.reportSettings(reports.report));
       }

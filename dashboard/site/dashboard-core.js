@@ -459,6 +459,18 @@
     return String(err.message || err);
   }
 
+  /* The last `seconds` of the buffer, for the charts: the buffer keeps the whole window, the
+   * user chooses how much of it to see. */
+  function viewOf(buffer, seconds) {
+    const period = buffer.period || 1;
+    const keep = Math.max(1, Math.ceil(seconds / period));
+    if (buffer.t.length <= keep) return buffer;
+    const from = buffer.t.length - keep;
+    const series = {};
+    for (const key of Object.keys(buffer.series)) series[key] = buffer.series[key].slice(from);
+    return { period, t: buffer.t.slice(from), series };
+  }
+
   /* The URL of a metrics request, from the configured apiUrl (which ends in "/"). */
   function metricsUrl(apiUrl, minutes, period) {
     const base = String(apiUrl || "");
@@ -495,5 +507,6 @@
     lastDataTime,
     describeError,
     metricsUrl,
+    viewOf,
   };
 });

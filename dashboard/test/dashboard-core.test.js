@@ -304,3 +304,12 @@ test("merging 1 minute into 15 min x 17 series is fast", () => {
   assert.equal(buf.t.length, 900);
   assert.ok(ms < 10, "one merge took " + ms.toFixed(2) + " ms");
 });
+
+test("the view shows the last seconds of the buffer and keeps the buffer whole", () => {
+  const buffer = core.mergeAnswer(core.emptyBuffer(1), answer(1000, { q: [1, 2, 3, 4, 5] }), 900);
+  const view = core.viewOf(buffer, 2);
+  assert.deepEqual(view.t, [1003, 1004]);
+  assert.deepEqual(view.series.q, [4, 5]);
+  assert.equal(buffer.t.length, 5);
+  assert.equal(core.viewOf(buffer, 300), buffer);
+});

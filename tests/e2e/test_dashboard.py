@@ -156,6 +156,9 @@ def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstRes
     worker.join()
     points = page.points()
     assert all(points[chart] > 0 for chart in ("queue", "concurrency", "throughput", "latency"))
+    page.page.click("[data-range='60']")  # the whole burst, climb and fall, in the last minute
+    time.sleep(2)
+    page.screenshot("dashboard-after-burst-light.png")
     [result] = results
     return result
 
