@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from burst.cloud import Target
 from deployment import pipeline
 from deployment.pipeline import StageDeployment
 from localcloud.aws import client_for_running
@@ -46,6 +47,24 @@ class Stage:
 
     def client(self, service: str) -> Any:
         return client_for_running(self.running, service)
+
+    @property
+    def worker_function(self) -> str:
+        return next(f for f in self.deployment.deployed.functions if f.endswith("-worker"))
+
+    def target(self) -> Target:
+        """What the burst tool loads: this stage (its report goes beside its dashboard)."""
+        deployed, outputs = self.deployment.deployed, self.deployment.outputs
+        return Target(
+            running=self.running,
+            api_url=self.api,
+            task_queue_url=self.queue_url,
+            dead_letter_queue_url=self.dead_letter_queue_url,
+            worker_function=self.worker_function,
+            event_source_mapping=deployed.event_source_mappings["worker"],
+            dashboard_bucket=outputs["DashboardBucketName"],
+            dashboard_url=self.deployment.dashboard_url,
+        )
 
     def post(self, path: str, body: Any) -> requests.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()

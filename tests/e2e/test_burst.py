@@ -6,24 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from burst.cloud import Target
 from burst.run import run_burst
 from burst.settings import BurstSettings
 from tests.e2e.conftest import Stage
 
 TASKS = 400
-
-
-def target_of(stage: Stage) -> Target:
-    deployed = stage.deployment.deployed
-    return Target(
-        running=stage.running,
-        api_url=stage.api,
-        task_queue_url=stage.queue_url,
-        dead_letter_queue_url=stage.dead_letter_queue_url,
-        worker_function=next(f for f in deployed.functions if f.endswith("-worker")),
-        event_source_mapping=deployed.event_source_mappings["worker"],
-    )
 
 
 def test_a_burst_of_echo_tasks_ends_as_one_done_row_each(stage: Stage, tmp_path: Path) -> None:
@@ -41,7 +28,7 @@ def test_a_burst_of_echo_tasks_ends_as_one_done_row_each(stage: Stage, tmp_path:
         progress=False,
     )
 
-    result = run_burst(target_of(stage), settings)
+    result = run_burst(stage.target(), settings)
 
     report = result.report
     integrity = report["integrity"]

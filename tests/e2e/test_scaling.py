@@ -45,11 +45,6 @@ def mapping_uuid(stage: Stage) -> str:
     return stage.deployment.deployed.event_source_mappings["worker"]
 
 
-def worker_function(stage: Stage) -> str:
-    [name] = [f for f in stage.deployment.deployed.functions if f.endswith("-worker")]
-    return name
-
-
 def update_mapping(stage: Stage, **changes: Any) -> dict[str, Any]:
     lambda_client = stage.client("lambda")
     lambda_client.update_event_source_mapping(UUID=mapping_uuid(stage), **changes)
@@ -143,7 +138,7 @@ def test_maximum_concurrency_n_runs_n_batches_at_once_and_never_more(
 def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(
     scaling_stage: Stage, database_conninfo: str
 ) -> None:
-    function = worker_function(scaling_stage)
+    function = scaling_stage.worker_function
     lambda_client = scaling_stage.client("lambda")
     update_mapping(scaling_stage, Enabled=False)
     since = datetime.now(UTC).replace(microsecond=0)

@@ -4,14 +4,10 @@ basic statistics. Runs in LocalStack's own interpreter; fails loudly when an upg
 
 from __future__ import annotations
 
-import os
-import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
-
-from localcloud.settings import Settings
+from tests.localstack_python import run_seam_checks
 
 CHECKS = textwrap.dedent(
     """
@@ -79,18 +75,4 @@ CHECKS = textwrap.dedent(
 
 
 def test_cloudwatch_query_seams_are_where_the_extension_expects_them(tmp_path: Path) -> None:
-    cfg = Settings.from_env()
-    if not cfg.localstack_python.exists():
-        pytest.fail(f"{cfg.localstack_python} missing: run scripts/setup")
-
-    result = subprocess.run(
-        [str(cfg.localstack_python), "-c", CHECKS],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        # the CloudWatch database this creates goes under FILESYSTEM_ROOT, not /tmp/localstack
-        env={**os.environ, "FILESYSTEM_ROOT": str(tmp_path), "OVERRIDE_IN_DOCKER": "0"},
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("seams ok")
+    run_seam_checks(CHECKS, tmp_path)

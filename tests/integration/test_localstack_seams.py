@@ -3,12 +3,10 @@ against. Runs in LocalStack's own interpreter; fails loudly when an upgrade move
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
+from pathlib import Path
 
-import pytest
-
-from localcloud.settings import Settings
+from tests.localstack_python import run_seam_checks
 
 CHECKS = textwrap.dedent(
     """
@@ -49,14 +47,5 @@ CHECKS = textwrap.dedent(
 )
 
 
-def test_localstack_seams_are_where_the_extension_expects_them() -> None:
-    cfg = Settings.from_env()
-    if not cfg.localstack_python.exists():
-        pytest.fail(f"{cfg.localstack_python} missing: run scripts/setup")
-
-    result = subprocess.run(
-        [str(cfg.localstack_python), "-c", CHECKS], capture_output=True, text=True, timeout=120
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("seams ok")
+def test_localstack_seams_are_where_the_extension_expects_them(tmp_path: Path) -> None:
+    run_seam_checks(CHECKS, tmp_path)

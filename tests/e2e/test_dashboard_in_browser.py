@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser
 
-from burst.cloud import Target
 from burst.run import BurstResult, run_burst
 from burst.settings import BurstSettings
 from chalicelib.dashboard_series import SERIES, Sources, charts_json, metric_data_queries
@@ -54,20 +53,6 @@ def dashboard_stage(
 def browser() -> Iterator[Browser]:
     with chromium() as launched:
         yield launched
-
-
-def target_of(stage: Stage) -> Target:
-    deployed, outputs = stage.deployment.deployed, stage.deployment.outputs
-    return Target(
-        running=stage.running,
-        api_url=stage.api,
-        task_queue_url=stage.queue_url,
-        dead_letter_queue_url=stage.dead_letter_queue_url,
-        worker_function=next(f for f in deployed.functions if f.endswith("-worker")),
-        event_source_mapping=deployed.event_source_mappings["worker"],
-        dashboard_bucket=outputs["DashboardBucketName"],
-        dashboard_url=stage.deployment.dashboard_url,
-    )
 
 
 def wait_for_state(page: WatchedPage, state: str, seconds: float = 30) -> None:
@@ -134,7 +119,7 @@ def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstRes
         progress=False,
     )
     results: list[BurstResult] = []
-    worker = threading.Thread(target=lambda: results.append(run_burst(target_of(stage), settings)))
+    worker = threading.Thread(target=lambda: results.append(run_burst(stage.target(), settings)))
     page.page.evaluate("window.__statesSeen = []")
     worker.start()
     shot = False
@@ -173,7 +158,7 @@ def cloudwatch_series(stage: Stage, start: int, end: int) -> dict[str, list[floa
     """The same series straight from CloudWatch (get-metric-data), per second."""
     outputs, deployed = stage.deployment.outputs, stage.deployment.deployed
     sources = Sources.of(
-        worker_function=next(f for f in deployed.functions if f.endswith("-worker")),
+        worker_function=stage.worker_function,
         task_queue=outputs["TaskQueueName"],
         dead_letter_queue=outputs["DeadLetterQueueName"],
         app_namespace="ServerlessScaling",
