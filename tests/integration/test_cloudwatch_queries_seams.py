@@ -29,8 +29,9 @@ CHECKS = textwrap.dedent(
     stock = CloudwatchDatabase.get_metric_data_stat
     cloudwatch_queries.query_metric_data_once_per_metric()
     cloudwatch_queries.answer_extended_statistics()
+    cloudwatch_queries.store_value_lists_as_statistic_sets()
     patched = {p.name for p in Patch.applied_patches}
-    assert {"get_metric_data_stat", "get_metric_statistics"} <= patched, patched
+    assert {"get_metric_data_stat", "get_metric_statistics", "add_metric_data"} <= patched, patched
 
     # random values and statistic sets, two series: the replacement answers as the stock does
     database = CloudwatchDatabase()
@@ -69,6 +70,22 @@ CHECKS = textwrap.dedent(
                         assert answered == expected, (period, start, end, stat, scan_by, unit)
                         compared += bool(expected["values"])
     assert compared > 300, compared
+
+    # the same data stored as LocalStack stores it (a row per counted sample) answers the same,
+    # percentiles included
+    stock_add = next(p for p in Patch.applied_patches if p.name == "add_metric_data").old
+    stock_add(database, "000000000000", "us-east-1", "ns-stock", data)
+    for stat in ("Sum", "Average", "Minimum", "Maximum", "SampleCount", "p50", "p90", "p99"):
+        for period in (1, 60):
+            answers = []
+            for namespace in ("ns", "ns-stock"):
+                metric = {"Namespace": namespace, "MetricName": "m",
+                          "Dimensions": [{"Name": "S", "Value": "a"}]}
+                query = {"MetricStat": {"Metric": metric, "Period": period, "Stat": stat}}
+                answers.append(database.get_metric_data_stat(
+                    "000000000000", "us-east-1", query, datetime.fromtimestamp(base, UTC),
+                    datetime.fromtimestamp(base + 200, UTC), "TimestampAscending"))
+            assert answers[0] == answers[1] and answers[0]["values"], (stat, period, answers)
     print("seams ok")
     """
 )

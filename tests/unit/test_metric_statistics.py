@@ -1,9 +1,12 @@
 """CloudWatch statistics as AWS defines them (localcloud_ext.metric_statistics): stat parsing,
-periods, nearest-rank percentiles over weighted values, result order."""
+periods, nearest-rank percentiles over weighted values (the SQL, run by SQLite in memory),
+result order."""
 
 from __future__ import annotations
 
+import sqlite3
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -12,9 +15,10 @@ from localcloud_ext.metric_statistics import (
     UnsupportedStatistic,
     bucket_of,
     in_scan_order,
-    nearest_rank,
     parse_statistic,
-    percentiles_by_bucket,
+    percentile_parameters,
+    percentile_query,
+    value_counts,
     window_end,
 )
 
@@ -62,6 +66,20 @@ def test_bucket_of_is_the_start_of_the_period_counted_from_start() -> None:
     assert bucket_of(7, 3, 1) == 7
 
 
+def percentiles(rows: list[tuple[int, float, float]], percentile: Fraction) -> list[Any]:
+    """The percentile query run by SQLite (in memory) over (bucket, value, count) rows."""
+    with sqlite3.connect(":memory:") as connection:
+        connection.execute("CREATE TABLE samples (bucket INTEGER, value NUMERIC, count NUMERIC)")
+        connection.executemany("INSERT INTO samples VALUES (?, ?, ?)", rows)
+        query = percentile_query("SELECT bucket, value, count FROM samples")
+        return connection.execute(query, percentile_parameters(percentile)).fetchall()
+
+
+def nearest_rank(values: list[tuple[float, float]], percentile: Fraction) -> float | None:
+    answer = percentiles([(0, value, count) for value, count in values], percentile)
+    return answer[0][1] if answer else None
+
+
 def test_nearest_rank_of_one_to_ten() -> None:
     values = [(float(v), 1.0) for v in range(1, 11)]
     assert nearest_rank(values, Fraction(50)) == 5
@@ -77,6 +95,7 @@ def test_nearest_rank_counts_each_value_count_times() -> None:
     values = [(1.0, 9.0), (100.0, 1.0)]
     assert nearest_rank(values, Fraction(90)) == 1
     assert nearest_rank(values, Fraction(91)) == 100
+    assert nearest_rank([(7.0, 1.0), (3.0, 1.0)], Fraction(50)) == 3  # unsorted rows
 
 
 def test_nearest_rank_skips_zero_counts_and_answers_none_when_empty() -> None:
@@ -85,14 +104,21 @@ def test_nearest_rank_skips_zero_counts_and_answers_none_when_empty() -> None:
     assert nearest_rank([(1.0, 0.0), (5.0, 2.0)], Fraction(1)) == 5
 
 
-def test_percentiles_by_bucket_groups_sorted_rows() -> None:
+def test_percentiles_per_bucket() -> None:
     rows = [(0, 1.0, 1.0), (0, 2.0, 1.0), (0, 3.0, 2.0), (1, 7.0, 0.0), (2, 4.0, 1.0)]
-    assert list(percentiles_by_bucket(rows, Fraction(50))) == [(0, 2.0), (2, 4.0)]
-    assert list(percentiles_by_bucket(rows, Fraction(100))) == [(0, 3.0), (2, 4.0)]
-    assert list(percentiles_by_bucket([], Fraction(50))) == []
+    assert percentiles(rows, Fraction(50)) == [(0, 2.0), (2, 4.0)]
+    assert percentiles(rows, Fraction(100)) == [(0, 3.0), (2, 4.0)]
+    assert percentiles([], Fraction(50)) == []
+    assert percentiles([(0, 1.0, 1.0)] * 999 + [(0, 9.0, 1.0)], Fraction(999, 10)) == [(0, 1.0)]
 
 
 def test_in_scan_order_has_localstacks_shape() -> None:
     points = [(10, 1.0), (11, 2.0)]
     assert in_scan_order(points, descending=False) == {"timestamps": [10, 11], "values": [1, 2]}
     assert in_scan_order(points, descending=True) == {"timestamps": [11, 10], "values": [2, 1]}
+
+
+def test_value_lists_become_one_count_per_distinct_value() -> None:
+    assert value_counts([1, 1, 5, 1], [2, 3, 1, 0]) == [(1.0, 5.0), (5.0, 1.0)]
+    assert value_counts([7, 7, 3], None) == [(7.0, 2.0), (3.0, 1.0)]
+    assert value_counts([4], [0]) == []

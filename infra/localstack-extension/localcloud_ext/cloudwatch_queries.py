@@ -9,11 +9,17 @@ other CloudWatch seams, dimension match and time index, are in `service_metrics`
   are nearest-rank over the raw values (`metric_statistics`), as AWS computes them.
 - `CloudwatchProvider.get_metric_statistics`: LocalStack ignores `ExtendedStatistics` (and fails
   without `Statistics`); percentile datapoints are added to what it answers.
+- `CloudwatchDatabase.add_metric_data`: LocalStack stores a datum's Values/Counts as one row
+  per counted sample (a counter of 500 a second: 500 rows a second, which every read of it
+  scans again). Each distinct value is stored instead as a statistic set of its count with
+  Minimum = Maximum = the value: the same Sum, Average, Minimum, Maximum and SampleCount, and
+  the same percentiles (AWS computes them from sets whose Minimum equals Maximum).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import datetime
 from typing import Any
 
@@ -24,10 +30,12 @@ from localcloud_ext.metric_statistics import (
     UnsupportedStatistic,
     in_scan_order,
     parse_statistic,
-    percentiles_by_bucket,
+    percentile_parameters,
+    percentile_query,
+    value_counts,
     window_end,
 )
-from localcloud_ext.service_metrics import SeamMoved, require_parameters
+from localcloud_ext.service_metrics import AGGREGATED_INSERT, SeamMoved, require_parameters
 
 # stat -> (aggregate over the rows' `value` (raw value or the statistic set's column) and `count`
 # (1 or the set's sample count), that column), as LocalStack's STAT_TO_SQLITE_AGGREGATION_FUNC
@@ -72,10 +80,10 @@ def statistic_sql(database: Any, statistic: Statistic, where: str) -> str:
     percentile (bucket, value, count) rows sorted by bucket and value."""
     single, aggregated = database.TABLE_SINGLE_METRICS, database.TABLE_AGGREGATED_METRICS
     if statistic.percentile is not None:
-        return (
-            f"SELECT {BUCKET} AS bucket, value, 1 FROM {single} WHERE {where}"
+        return percentile_query(
+            f"SELECT {BUCKET} AS bucket, value, 1 AS count FROM {single} WHERE {where}"
             f" UNION ALL SELECT {BUCKET} AS bucket, min, sample_count FROM {aggregated}"
-            f" WHERE {where} {PERCENTILE_SETS} ORDER BY bucket, 2"
+            f" WHERE {where} {PERCENTILE_SETS}"
         )
     aggregate, column = AGGREGATES[statistic.name]
     return (
@@ -118,10 +126,13 @@ def metric_data_stat(
         database.DATABASE_LOCK,
         sqlite3.connect(database.METRICS_DB_READ_ONLY, uri=True) as connection,
     ):
-        rows = connection.execute(statistic_sql(database, statistic, where), branch * 2).fetchall()
+        parameters = branch * 2
+        if statistic.percentile is not None:
+            parameters += percentile_parameters(statistic.percentile)
+        rows = connection.execute(statistic_sql(database, statistic, where), parameters).fetchall()
     connection.close()
     if statistic.percentile is not None:
-        points = list(percentiles_by_bucket(rows, statistic.percentile))
+        points = [(bucket, value) for bucket, value in rows]
     elif statistic.name == "Average":
         points = [(bucket, total / count) for bucket, total, count in rows]
     else:
@@ -244,3 +255,62 @@ def answer_extended_statistics() -> None:
             points.setdefault(key, {}).update(point)
         output["Datapoints"] = list(points.values())
         return output
+
+
+@hooks.on_infra_start()  # type: ignore[untyped-decorator]
+def store_value_lists_as_statistic_sets() -> None:
+    from localstack.services.cloudwatch.cloudwatch_database_helper import CloudwatchDatabase
+    from localstack.utils.patch import patch
+
+    require_parameters(
+        CloudwatchDatabase.add_metric_data,
+        ["self", "account_id", "region", "namespace", "metric_data"],
+    )
+    for helper in ("_convert_timestamp_to_unix", "_get_ordered_dimensions_with_separator"):
+        if not callable(getattr(CloudwatchDatabase, helper, None)):
+            raise SeamMoved(f"CloudwatchDatabase.{helper} is gone")
+
+    @patch(CloudwatchDatabase.add_metric_data)  # type: ignore[untyped-decorator]
+    def add_metric_data(
+        stock: Any, self: Any, account_id: str, region: str, namespace: str, metric_data: Any
+    ) -> None:
+        stored_as_is, sets = [], []
+        for datum in metric_data:
+            if (
+                datum.get("Value") is None
+                and datum.get("Values")
+                and not datum.get("StatisticValues")
+            ):
+                sets += statistic_set_rows(self, account_id, region, namespace, datum)
+            else:
+                stored_as_is.append(datum)
+        if stored_as_is:
+            stock(self, account_id, region, namespace, stored_as_is)
+        if sets:
+            with self.DATABASE_LOCK, sqlite3.connect(self.METRICS_DB) as connection:
+                insert = AGGREGATED_INSERT.format(table=self.TABLE_AGGREGATED_METRICS)
+                connection.executemany(insert, sets)
+            connection.close()
+
+
+def statistic_set_rows(
+    database: Any, account_id: str, region: str, namespace: str, datum: Any
+) -> list[tuple[Any, ...]]:
+    """AGGREGATED_METRICS rows for a datum's Values/Counts: one per distinct value. Timestamp
+    and dimensions as LocalStack's own add_metric_data stores them (now when there is none)."""
+    timestamp = datum.get("Timestamp")
+    moment = database._convert_timestamp_to_unix(timestamp) if timestamp else int(time.time())
+    row = (
+        account_id,
+        region,
+        datum.get("MetricName"),
+        namespace,
+        moment,
+        database._get_ordered_dimensions_with_separator(datum.get("Dimensions")),
+        datum.get("Unit"),
+        datum.get("StorageResolution"),
+    )
+    return [
+        (*row, count, value * count, value, value)
+        for value, count in value_counts(datum["Values"], datum.get("Counts"))
+    ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -57,37 +57,27 @@ def bucket_of(timestamp: int, start: int, period: int) -> int:
     return start + (timestamp - start) // period * period
 
 
-def nearest_rank(values: Iterable[tuple[float, float]], percentile: Fraction) -> float | None:
-    """Nearest-rank percentile of (value, count) pairs sorted by value: the smallest value whose
-    cumulative count reaches percentile% of the total count. None when the total is zero."""
-    pairs = [(value, count) for value, count in values if count > 0]
-    total = sum(Fraction(count) for _, count in pairs)
-    if total == 0:
-        return None
-    rank = percentile * total / 100
-    cumulative = Fraction(0)
-    for value, count in pairs:
-        cumulative += Fraction(count)
-        if cumulative >= rank:
-            return value
-    return pairs[-1][0]
+def percentile_query(rows: str) -> str:
+    """SQL for the nearest-rank percentile per bucket over `rows`, a query of (bucket, value,
+    count) rows: the smallest value whose cumulative count reaches percentile% of the bucket's
+    total count. Computed in SQLite (a window function) rather than in Python: at a few hundred
+    samples a second, a minute's latencies are tens of thousands of rows, which Python read and
+    ranked in ~0.1 s per percentile. Takes percentile_parameters() after the rows' own. Rows
+    with no count are left out, and so are buckets without any."""
+    return (
+        "SELECT bucket, MIN(value) FROM (SELECT bucket, value,"
+        " SUM(count) OVER (PARTITION BY bucket ORDER BY value"
+        " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cumulative,"
+        " SUM(count) OVER (PARTITION BY bucket) AS total"
+        f" FROM ({rows}) WHERE count > 0)"
+        " WHERE cumulative * ? >= total * ? GROUP BY bucket ORDER BY bucket"
+    )
 
 
-def percentiles_by_bucket(
-    rows: Iterable[tuple[int, float, float]], percentile: Fraction
-) -> Iterator[tuple[int, float]]:
-    """(bucket, value, count) rows sorted by bucket then value -> (bucket, percentile) per
-    bucket, ascending; buckets whose counts add up to zero are left out."""
-    current: int | None = None
-    pairs: list[tuple[float, float]] = []
-    for bucket, value, count in rows:
-        if bucket != current:
-            if current is not None and (result := nearest_rank(pairs, percentile)) is not None:
-                yield current, result
-            current, pairs = bucket, []
-        pairs.append((value, count))
-    if current is not None and (result := nearest_rank(pairs, percentile)) is not None:
-        yield current, result
+def percentile_parameters(percentile: Fraction) -> tuple[int, int]:
+    """cumulative >= percentile / 100 * total, in whole numbers: p90 of 10 samples is rank 9
+    exactly, not 9.000000000000002 rounded up to 10."""
+    return 100 * percentile.denominator, percentile.numerator
 
 
 def in_scan_order(
@@ -96,3 +86,16 @@ def in_scan_order(
     """LocalStack's result shape, {"timestamps": [...], "values": [...]}, in the order asked."""
     points = ascending[::-1] if descending else ascending
     return {"timestamps": [t for t, _ in points], "values": [v for _, v in points]}
+
+
+def value_counts(
+    values: Sequence[float], counts: Sequence[float] | None
+) -> list[tuple[float, float]]:
+    """PutMetricData's Values/Counts (Counts default to 1 each) as (value, total count) per
+    distinct value, in the order first seen; values with no count are left out."""
+    totals: dict[float, float] = {}
+    for index, value in enumerate(values):
+        count = 1.0 if counts is None else float(counts[index])
+        if count > 0:
+            totals[float(value)] = totals.get(float(value), 0.0) + count
+    return list(totals.items())
