@@ -26,7 +26,7 @@ from tests.e2e.test_scaling import update_mapping
 from tests.polling import wait_for
 
 # Room to climb: from 5 batches at once to 20 at AWS's 300 a minute takes 3 s, seen as
-# "scaling up" by a page that polls every 1.5 s.
+# "scaling up" by a page that polls every 2 s.
 MAX_CONCURRENCY = 20
 TASKS = 600
 WCAG_AA_TEXT_CONTRAST = 4.5

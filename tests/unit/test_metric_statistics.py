@@ -16,8 +16,8 @@ from localcloud_ext.metric_statistics import (
     bucket_of,
     in_scan_order,
     parse_statistic,
-    percentile_parameters,
-    percentile_query,
+    percentile_rows_query,
+    percentiles_by_bucket,
     value_counts,
     window_end,
 )
@@ -66,18 +66,27 @@ def test_bucket_of_is_the_start_of_the_period_counted_from_start() -> None:
     assert bucket_of(7, 3, 1) == 7
 
 
-def percentiles(rows: list[tuple[int, float, float]], percentile: Fraction) -> list[Any]:
-    """The percentile query run by SQLite (in memory) over (bucket, value, count) rows."""
+def sorted_rows(rows: list[tuple[int, float, float]]) -> list[Any]:
+    """What percentile_rows_query answers for `rows`: run by SQLite in memory."""
     with sqlite3.connect(":memory:") as connection:
         connection.execute("CREATE TABLE samples (bucket INTEGER, value NUMERIC, count NUMERIC)")
         connection.executemany("INSERT INTO samples VALUES (?, ?, ?)", rows)
-        query = percentile_query("SELECT bucket, value, count FROM samples")
-        return connection.execute(query, percentile_parameters(percentile)).fetchall()
+        query = percentile_rows_query("SELECT bucket, value, count FROM samples")
+        return connection.execute(query).fetchall()
+
+
+def percentiles(rows: list[tuple[int, float, float]], percentile: Fraction) -> list[Any]:
+    return percentiles_by_bucket(sorted_rows(rows), percentile)
 
 
 def nearest_rank(values: list[tuple[float, float]], percentile: Fraction) -> float | None:
     answer = percentiles([(0, value, count) for value, count in values], percentile)
     return answer[0][1] if answer else None
+
+
+def test_the_rows_are_one_count_per_distinct_value_sorted() -> None:
+    rows = [(1, 5.0, 1.0), (0, 3.0, 2.0), (0, 3.0, 1.0), (0, 1.0, 0.0), (0, 2.0, 1.0)]
+    assert sorted_rows(rows) == [(0, 2.0, 1.0), (0, 3.0, 3.0), (1, 5.0, 1.0)]
 
 
 def test_nearest_rank_of_one_to_ten() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -57,27 +57,54 @@ def bucket_of(timestamp: int, start: int, period: int) -> int:
     return start + (timestamp - start) // period * period
 
 
-def percentile_query(rows: str) -> str:
-    """SQL for the nearest-rank percentile per bucket over `rows`, a query of (bucket, value,
-    count) rows: the smallest value whose cumulative count reaches percentile% of the bucket's
-    total count. Computed in SQLite (a window function) rather than in Python: at a few hundred
-    samples a second, a minute's latencies are tens of thousands of rows, which Python read and
-    ranked in ~0.1 s per percentile. Takes percentile_parameters() after the rows' own. Rows
-    with no count are left out, and so are buckets without any."""
+def percentile_rows_query(rows: str) -> str:
+    """SQL for what percentiles are ranked from: (bucket, value, count) per distinct value of
+    each bucket, sorted, over `rows`, a query of (bucket, value, count) rows; rows with no count
+    are left out. One such read serves every percentile of the metric asked in one request
+    (`cloudwatch_queries.shared_percentile_rows`)."""
     return (
-        "SELECT bucket, MIN(value) FROM (SELECT bucket, value,"
-        " SUM(count) OVER (PARTITION BY bucket ORDER BY value"
-        " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cumulative,"
-        " SUM(count) OVER (PARTITION BY bucket) AS total"
-        f" FROM ({rows}) WHERE count > 0)"
-        " WHERE cumulative * ? >= total * ? GROUP BY bucket ORDER BY bucket"
+        f"SELECT bucket, value, SUM(count) FROM ({rows}) WHERE count > 0"
+        " GROUP BY bucket, value ORDER BY bucket, value"
     )
 
 
-def percentile_parameters(percentile: Fraction) -> tuple[int, int]:
-    """cumulative >= percentile / 100 * total, in whole numbers: p90 of 10 samples is rank 9
-    exactly, not 9.000000000000002 rounded up to 10."""
-    return 100 * percentile.denominator, percentile.numerator
+def nearest_rank(pairs: Sequence[tuple[float, float]], percentile: Fraction) -> float | None:
+    """Nearest-rank percentile of (value, count) pairs sorted by value: the smallest value whose
+    cumulative count reaches percentile% of the total count. None when there is no count.
+    Compared as cumulative * 100 * den >= total * num: p90 of 10 samples is rank 9 exactly,
+    not 9.000000000000002 rounded up to 10."""
+    total = sum(count for _, count in pairs)
+    if total <= 0:
+        return None
+    scale, threshold = 100 * percentile.denominator, total * percentile.numerator
+    cumulative = 0.0
+    for value, count in pairs:
+        cumulative += count
+        if cumulative * scale >= threshold:
+            return value
+    return pairs[-1][0]
+
+
+def percentiles_by_bucket(
+    rows: Iterable[tuple[int, float, float]], percentile: Fraction
+) -> list[tuple[int, float]]:
+    """(bucket, value, count) rows sorted by bucket then value -> (bucket, percentile) per
+    bucket, ascending; buckets without counts are left out."""
+    points: list[tuple[int, float]] = []
+    current: int | None = None
+    pairs: list[tuple[float, float]] = []
+
+    def close() -> None:
+        if current is not None and (result := nearest_rank(pairs, percentile)) is not None:
+            points.append((current, result))
+
+    for bucket, value, count in rows:
+        if bucket != current:
+            close()
+            current, pairs = bucket, []
+        pairs.append((value, count))
+    close()
+    return points
 
 
 def in_scan_order(
