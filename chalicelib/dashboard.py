@@ -1,5 +1,6 @@
 """GET /metrics: everything the dashboard shows, in one answer that stays cheap while the page
-polls it every 1-2 s during a burst: one GetMetricData call for every series, the two queues'
+polls it every 1-2 s during a burst: one GetMetricData call for every series (only the seconds
+that may have changed since this environment's last read: SeriesCache), the two queues'
 depths (GetQueueAttributes), and the trigger's settings, read at most once per SETTINGS_TTL_S
 per execution environment. The words (state, recommendations) come from scaling_state."""
 
@@ -17,7 +18,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.dashboard_series import Sources, aligned_series, charts_json, metric_data_queries
+from chalicelib.dashboard_series import (
+    SeriesCache,
+    Sources,
+    aligned_series,
+    charts_json,
+    metric_data_queries,
+)
 from chalicelib.errors import DependencyUnavailable, InvalidRequest
 from chalicelib.ports import TaskQueue
 from chalicelib.scaling_state import Observed, TriggerSettings, describe_state, recommend
@@ -87,6 +94,7 @@ class DashboardService:
         self._settings_ttl_s = settings_ttl_s
         self._lock = threading.Lock()
         self._trigger: tuple[float, TriggerSettings] | None = None
+        self._series = SeriesCache()
 
     def metrics(self, window: MetricsWindow) -> dict[str, Any]:
         now = self._clock()
@@ -104,8 +112,15 @@ class DashboardService:
             mapping_namespace=s.mapping_metrics_namespace,
             mapping_uuid=trigger.event_source_mapping,
         )
-        results = self._metric_data(metric_data_queries(sources, period), start, end)
-        times, series = aligned_series(results, start, end, period)
+        queries = metric_data_queries(sources, period)
+        key = json.dumps(queries, sort_keys=True)
+        with self._lock:
+            read_from = self._series.read_from(key, start, end, period)
+        results = self._metric_data(queries, read_from, end)
+        _, fresh = aligned_series(results, read_from, end, period)
+        with self._lock:
+            series = self._series.merge(key, start, end, period, read_from, fresh)
+        times = list(range(start, end, period))
         queue, dead_letters = self._queue.depth(), self._queue.dead_letter_depth()
         observed = Observed(period, series, queue, dead_letters)
         return {

@@ -209,3 +209,61 @@ def charts_json(series: Sequence[Series] = SERIES) -> list[dict[str, Any]]:
             entry["limit"] = {"label": chart.limit_label, "setting": chart.limit_setting}
         charts.append(entry)
     return charts
+
+
+# A datapoint is taken as final once it is this old: the app publishes its metrics within about
+# a second of the event (cloudwatch_metrics.py), the platform's gauges within a second.
+LATE_DATA_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class _Read:
+    key: str
+    start: int
+    end: int
+    period: int
+    series: dict[str, list[float | None]]
+
+
+class SeriesCache:
+    """What an execution environment read last, so that the page's next poll (the same window,
+    moved on a few seconds) reads from CloudWatch only the seconds that may still change: the
+    last LATE_DATA_SECONDS of the previous read and what is new. A poll of a minute of 1-second
+    data then reads 12 s instead of 60, and GetMetricData's cost follows what it reads."""
+
+    def __init__(self, late_seconds: int = LATE_DATA_SECONDS) -> None:
+        self._late_seconds = late_seconds
+        self._last: _Read | None = None
+
+    def read_from(self, key: str, start: int, end: int, period: int) -> int:
+        """Where a read of [start, end) must begin: `start`, unless the last read covers it."""
+        last = self._last
+        if (
+            last is None
+            or (last.key, last.period) != (key, period)
+            or not last.start <= start < last.end <= end
+        ):
+            return start
+        return max(start, start + (last.end - self._late_seconds - start) // period * period)
+
+    def merge(
+        self,
+        key: str,
+        start: int,
+        end: int,
+        period: int,
+        read_from: int,
+        fresh: Mapping[str, list[float | None]],
+    ) -> dict[str, list[float | None]]:
+        """The series of [start, end): the last read's values before `read_from`, `fresh`
+        (aligned from `read_from`) after; kept for the next poll."""
+        kept = (read_from - start) // period
+        series: dict[str, list[float | None]] = {}
+        for name, values in fresh.items():
+            earlier: list[float | None] = []
+            if kept and self._last is not None:
+                offset = (start - self._last.start) // period
+                earlier = self._last.series[name][offset : offset + kept]
+            series[name] = earlier + list(values)
+        self._last = _Read(key, start, end, period, series)
+        return series

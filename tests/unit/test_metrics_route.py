@@ -261,3 +261,35 @@ def test_every_series_belongs_to_a_chart_and_keys_are_unique() -> None:
     assert {s.chart for s in SERIES} <= chart_ids
     assert len({s.key for s in SERIES}) == len(SERIES)
     assert all(entry["series"] for entry in charts_json())
+
+
+def test_a_poll_reads_only_the_seconds_that_may_have_changed(settings: Settings) -> None:
+    clock = [NOW]
+    end = int(NOW)
+    cloudwatch = FakeCloudWatch({"queue_visible": [(end - 30, 4), (end - 5, 9)]})
+    dashboard, _ = service(cloudwatch, settings, clock)
+    first = dashboard.metrics(MetricsWindow(1, 1))
+
+    clock[0] += 2  # the next poll: two seconds on, one late datapoint, one new
+    cloudwatch.points["queue_visible"] += [(end - 3, 7), (end + 1, 8)]
+    second = dashboard.metrics(MetricsWindow(1, 1))
+
+    assert cloudwatch.calls[1]["StartTime"] == at(end - 10)  # the last read's end - 10 s
+    assert cloudwatch.calls[1]["EndTime"] == at(end + 2)
+    assert second["t"] == list(range(end - 58, end + 2))
+    assert second["series"]["queue_visible"] == first["series"]["queue_visible"][2:-3] + [
+        7, None, None, None, 8
+    ]  # fmt: skip
+    assert second["series"]["queue_visible"].count(4) == 1  # kept from the first read
+
+
+def test_a_wider_window_or_new_sources_read_everything_again(settings: Settings) -> None:
+    clock = [NOW]
+    cloudwatch = FakeCloudWatch()
+    dashboard, _ = service(cloudwatch, settings, clock)
+    end = int(NOW)
+    dashboard.metrics(MetricsWindow(1, 1))
+    dashboard.metrics(MetricsWindow(5, 1))
+    assert cloudwatch.calls[1]["StartTime"] == at(end - 300)
+    dashboard.metrics(MetricsWindow(5, 5))  # another period: other datapoints
+    assert cloudwatch.calls[2]["StartTime"] == at(end // 5 * 5 - 300)
