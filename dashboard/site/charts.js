@@ -179,6 +179,16 @@
 
   ChartSet.prototype.build = function (defs, buffer, settings) {
     this.destroy();
+    if (typeof uPlot === "undefined") {
+      // setup found no npm: the page still tells the state, the numbers and the advice
+      const note = document.createElement("p");
+      note.className = "panel missing-charts";
+      note.dataset.missing = "uplot";
+      note.textContent =
+        "The chart library (uPlot) is not installed: install Node.js and npm, run scripts/setup, then scripts/deploy.";
+      this.container.appendChild(note);
+      return;
+    }
     const colours = palette();
     const onXScale = this.zoomable ? (u) => this.shareX(u) : null;
     for (const def of defs) {

@@ -3,7 +3,9 @@
 1. GET /metrics for 5 minutes at 1 s: p50 and p95 with the worker idle, and as the page's own
    polls saw it during a drain;
 2. the cost of watching: the drain rate of a backlog of echo tasks (tests.benchmarks.sqs_drain)
-   with the page open and polling, beside the same without it, rounds alternating in one run;
+   with the page open and polling, beside the same without it, rounds alternating in one run
+   (ABBA); and, steadier on a shared machine, the CPU that watching an idle system costs each
+   process (LocalStack, the API function, Chromium) beside not watching;
 3. the page's refresh (merge + setData of every chart) with 15 minutes of 1-second data on every
    series, in headless Chromium, fed a full synthetic answer so every point is drawn.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -34,6 +37,7 @@ METRICS_QUERY = "metrics?minutes=5&period=1"
 IDLE_REQUESTS = 30
 WINDOW_SECONDS = 15 * 60
 REFRESHES = 20
+CPU_SECONDS = 30.0
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -102,6 +106,51 @@ def watching_cost(browser: Browser, target: Target, tasks: int, rounds: int) -> 
                 flush=True,
             )
     return {"without_page": plain, "with_page": watched, "polls_ms": polls_during_drain}
+
+
+def cpu_seconds(pattern: str) -> float:
+    """CPU time (user + system) of every process whose command line contains `pattern`."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if pattern not in (entry / "cmdline").read_text():
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# process -> what its command line contains
+WATCHED_PROCESSES = {
+    "localstack": "localstack.runtime.main",
+    "api_function": "awslambdaric app.app",
+    "chromium": "chromium",
+}
+
+
+def cpu_of_watching(browser: Browser, target: Target, seconds: float) -> dict[str, float]:
+    """CPU seconds per second of watching an idle system, by process, beside not watching:
+    steadier than drain rates on a shared machine, and what a drain gives up."""
+
+    def sample() -> dict[str, float]:
+        return {name: cpu_seconds(pattern) for name, pattern in WATCHED_PROCESSES.items()}
+
+    before = sample()
+    time.sleep(seconds)
+    unwatched = sample()
+    with watching(browser, target) as (page, _):
+        page.page.wait_for_timeout(3000)  # past the first load
+        start = sample()
+        page.page.wait_for_timeout(seconds * 1000)
+        watched = sample()
+    return {
+        name: round(((watched[name] - start[name]) - (unwatched[name] - before[name])) / seconds, 4)
+        for name in WATCHED_PROCESSES
+    }
 
 
 def synthetic_answer(now: int) -> dict[str, Any]:
@@ -174,6 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cost = watching_cost(browser, target, args.tasks, args.rounds)
         print("the page's refresh with 15 minutes of 1-second data on every series ...")
         refresh = refresh_times(browser, target)
+        print(f"CPU of watching an idle system, {CPU_SECONDS:.0f} s beside {CPU_SECONDS:.0f} s not")
+        cpu = cpu_of_watching(browser, target, CPU_SECONDS)
     without, with_page = (
         statistics.median(cost["without_page"]),
         statistics.median(cost["with_page"]),
@@ -187,7 +238,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "median_without": round(without),
             "median_with": round(with_page),
             "cost_percent": round(100 * (1 - with_page / without), 1),
+            "paired_difference_percent": round(
+                100
+                * statistics.fmean(
+                    w / p - 1 for w, p in zip(cost["with_page"], cost["without_page"], strict=True)
+                ),
+                1,
+            ),
         },
+        # CPU seconds per second of watching, beyond not watching; LocalStack is the drain's
+        # bottleneck at about one core, so its share is about what a drain gives up
+        "watching_cpu_per_s": cpu,
         "refresh_ms_15min_1s": figures(refresh) | {"max": round(max(refresh), 1)},
         "series": len(SERIES),
     }
@@ -196,11 +257,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench-dashboard", description=__doc__)
     parser.add_argument("--tasks", type=int, default=4000, help="echo tasks per drain (100-10000)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds, each without then with")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds, each without then with")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if not 100 <= args.tasks <= 10_000 or not 1 <= args.rounds <= 5:
-        print("bench-dashboard: --tasks must be 100-10000 and --rounds 1-5", file=sys.stderr)
+    if not 100 <= args.tasks <= 10_000 or not 1 <= args.rounds <= 10:
+        print("bench-dashboard: --tasks must be 100-10000 and --rounds 1-10", file=sys.stderr)
         return 2
     try:
         result = run(args)
