@@ -189,7 +189,7 @@ def deploy(
                     "rest_api_id": deployed.rest_api_id,
                     "functions": deployed.functions,
                     "api_function": deployed.api_function,
-                    "worker_function": _function_named(deployed, WORKER),
+                    "worker_function": chalice_stage.function_name(project, stage, WORKER),
                     "event_source_mapping": deployed.event_source_mappings[WORKER],
                     "stack": stack.stack_name(stage),
                     "outputs": outputs,
@@ -210,10 +210,6 @@ def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict
             EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
         ),
     }
-
-
-def _function_named(deployed: Deployed, name: str) -> str:
-    return next(f for f in deployed.functions if f.endswith(f"-{name}"))
 
 
 def enable_partial_batch_responses(lambda_client: Any, mapping_uuid: str) -> None:
@@ -260,6 +256,6 @@ def destroy(
         logger.info("== emptying s3://%s (a bucket must be empty to be deleted)", bucket)
         dashboard_site.empty_bucket(client_for_running(running, "s3"), bucket)
     logger.info("== deleting stack %s", stack.stack_name(stage))
-    stack.delete_stack(client_for_running(running, "cloudformation"), stack.stack_name(stage))
+    stack.delete_stack(cloudformation, stack.stack_name(stage))
     if record:
         endpoints.discard(cfg.endpoints_file, "api")

@@ -115,7 +115,7 @@ def cpu_seconds(pattern: str) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            if pattern not in (entry / "cmdline").read_text():
+            if pattern not in (entry / "cmdline").read_text().replace("\0", " "):
                 continue
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
