@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 PERIODS = (1, 5, 10, 30, 60)
 MAX_MINUTES = 180  # CloudWatch keeps 1-second data for 3 hours
-MAX_POINTS = 3600  # per series: 17 series stay well under GetMetricData's 100,800 datapoints
+MAX_POINTS = 3600  # per series: 18 series stay well under GetMetricData's 100,800 datapoints
 DEFAULT_MINUTES = 15
 SETTINGS_TTL_S = 10.0  # a changed setting shows within this
 
