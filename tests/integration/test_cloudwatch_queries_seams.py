@@ -31,7 +31,8 @@ CHECKS = textwrap.dedent(
     cloudwatch_queries.answer_extended_statistics()
     cloudwatch_queries.store_value_lists_as_statistic_sets()
     patched = {p.name for p in Patch.applied_patches}
-    expected = {"get_metric_data_stat", "get_metric_data", "get_metric_statistics", "add_metric_data"}
+    expected = {"get_metric_data_stat", "get_metric_data", "get_metric_statistics",
+                "add_metric_data"}
     assert expected <= patched, patched
 
     # random values and statistic sets, two series: the replacement answers as the stock does

@@ -13,7 +13,6 @@ import pytest
 from localcloud_ext.metric_statistics import (
     Statistic,
     UnsupportedStatistic,
-    bucket_of,
     in_scan_order,
     parse_statistic,
     percentile_rows_query,
@@ -57,13 +56,6 @@ def test_window_end_covers_whole_periods_as_localstack_does() -> None:
     assert window_end(0, 900, 1) == 900
     assert window_end(10, 10, 1) == 10  # nothing to read
     assert window_end(10, 5, 1) == 10
-
-
-def test_bucket_of_is_the_start_of_the_period_counted_from_start() -> None:
-    assert bucket_of(100, 100, 60) == 100
-    assert bucket_of(159, 100, 60) == 100
-    assert bucket_of(160, 100, 60) == 160
-    assert bucket_of(7, 3, 1) == 7
 
 
 def sorted_rows(rows: list[tuple[int, float, float]]) -> list[Any]:

@@ -1,5 +1,5 @@
 """CloudWatch statistics as AWS defines them, without LocalStack: which `Stat` strings exist,
-which period a timestamp falls in, and nearest-rank percentiles over weighted values.
+where a window ends, and nearest-rank percentiles over weighted values.
 
 `cloudwatch_queries` feeds these with rows from LocalStack's metrics database; keeping them
 free of LocalStack lets the unit tests check the arithmetic in milliseconds.
@@ -50,11 +50,6 @@ def window_end(start: int, end: int, period: int) -> int:
     if end <= start:
         return start
     return start + math.ceil((end - start) / period) * period
-
-
-def bucket_of(timestamp: int, start: int, period: int) -> int:
-    """Start of the period `timestamp` (>= start) falls in."""
-    return start + (timestamp - start) // period * period
 
 
 def percentile_rows_query(rows: str) -> str:
