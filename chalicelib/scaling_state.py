@@ -16,6 +16,9 @@ from chalicelib.model import QueueDepth
 StateName = Literal["idle", "scaling_up", "at_maximum", "draining", "throttled", "failing"]
 
 TREND_SECONDS = 5  # how far back "rising" and "falling" look
+# Batches at once rose, and not by a flicker: by at least 2, and a fifth of what runs now.
+RISE_MIN_BATCHES = 2
+RISE_SHARE = 0.2
 THROTTLE_SECONDS = 10
 FAILING_SECONDS = 30
 FAILING_RATE = 0.2  # share of outcomes that failed or were retried
@@ -74,14 +77,20 @@ class Observed:
         earlier = [v for v in self.series.get(key, ())[:-periods] if v is not None]
         return earlier[-1] if earlier else None
 
+    def _batches_key(self) -> str:
+        """The trigger's own gauge where there is one, else the worker's concurrent executions
+        (the same thing when the queue is its only trigger)."""
+        if self.latest("concurrent_batches") is not None:
+            return "concurrent_batches"
+        return "concurrent_executions"
+
     def batches(self) -> float:
-        """Batches running now: the trigger's own gauge where there is one, else the worker's
-        concurrent executions (the same thing when the queue is its only trigger)."""
-        for key in ("concurrent_batches", "concurrent_executions"):
-            value = self.latest(key)
-            if value is not None:
-                return value
-        return 0
+        """Batches running now."""
+        return self.latest(self._batches_key()) or 0
+
+    def fewest_batches(self, seconds: float) -> float:
+        """The fewest batches at once in the last `seconds`."""
+        return min(self.recent(self._batches_key(), seconds), default=self.batches())
 
 
 @dataclass(frozen=True)
@@ -114,52 +123,77 @@ def _failures(obs: Observed, seconds: float) -> tuple[float, float]:
 
 
 def describe_state(obs: Observed, trigger: TriggerSettings) -> State:
-    """The first that holds of: failing, throttled, idle, draining, at maximum, scaling up."""
-    visible, in_flight = obs.queue.visible, obs.queue.in_flight
-    batches = obs.batches()
-    limit = trigger.maximum_concurrency
-    of_limit = f" of {limit}" if limit else ""
-    waiting = f"{visible} messages waiting, {in_flight} in flight"
+    """The first that holds of: failing, throttled, idle, scaling up (batches at once rose in
+    the last TREND_SECONDS), draining, at maximum, scaling up (a backlog and room to grow)."""
+    return _failing(obs) or _throttled(obs, trigger) or _scaling(obs, trigger)
+
+
+def _failing(obs: Observed) -> State | None:
     failed, outcomes = _failures(obs, FAILING_SECONDS)
     function_errors = obs.total("errors_per_s", FAILING_SECONDS)
-    if (failed >= FAILING_MIN_FAILURES and failed / outcomes >= FAILING_RATE) or (
+    if not (failed >= FAILING_MIN_FAILURES and failed / outcomes >= FAILING_RATE) and not (
         function_errors >= FAILING_MIN_FUNCTION_ERRORS
     ):
-        share = f"{failed / outcomes:.0%} of {outcomes:.0f} records" if outcomes else "records"
-        return State(
-            "failing",
-            "Failing",
-            f"{share} failed or were retried in the last {FAILING_SECONDS} s; "
-            f"{function_errors:.0f} function errors",
-        )
+        return None
+    share = f"{failed / outcomes:.0%} of {outcomes:.0f} records" if outcomes else "records"
+    return State(
+        "failing",
+        "Failing",
+        f"{share} failed or were retried in the last {FAILING_SECONDS} s; "
+        f"{function_errors:.0f} function errors",
+    )
+
+
+def _throttled(obs: Observed, trigger: TriggerSettings) -> State | None:
     throttles = obs.total("throttles_per_s", THROTTLE_SECONDS)
-    if throttles > 0:
-        reserved = trigger.reserved_concurrency
-        return State(
-            "throttled",
-            "Throttled",
-            f"{throttles:.0f} throttled invocations in the last {THROTTLE_SECONDS} s; "
-            f"reserved concurrency {reserved if reserved is not None else 'not set'}; {waiting}",
-        )
-    if visible + in_flight == 0 and batches == 0:
+    if throttles == 0:
+        return None
+    reserved = trigger.reserved_concurrency
+    return State(
+        "throttled",
+        "Throttled",
+        f"{throttles:.0f} throttled invocations in the last {THROTTLE_SECONDS} s; "
+        f"reserved concurrency {reserved if reserved is not None else 'not set'}; "
+        f"{_waiting(obs)}",
+    )
+
+
+def _waiting(obs: Observed) -> str:
+    return f"{obs.queue.visible} messages waiting, {obs.queue.in_flight} in flight"
+
+
+def _scaling(obs: Observed, trigger: TriggerSettings) -> State:
+    backlog = obs.queue.visible + obs.queue.in_flight
+    batches = obs.batches()
+    if backlog == 0 and batches == 0:
         return State("idle", "Idle", "No task waiting, no batch running")
+    limit = trigger.maximum_concurrency
+    of_limit = f" of {limit}" if limit else ""
+    lowest = obs.fewest_batches(TREND_SECONDS)
+    if backlog and batches - lowest >= max(RISE_MIN_BATCHES, RISE_SHARE * batches):
+        return State(
+            "scaling_up",
+            "Scaling up",
+            f"{batches:.0f}{of_limit} batches at once, up from {lowest:.0f} in the last "
+            f"{TREND_SECONDS} s; {_waiting(obs)}",
+        )
     earlier = obs.back("queue_visible", TREND_SECONDS)
-    arriving = obs.total("accepted_per_s", TREND_SECONDS)
-    falling = earlier is not None and visible < earlier
-    if visible + in_flight == 0 or falling or arriving == 0:
-        trend = f"down from {earlier:.0f} {TREND_SECONDS} s ago" if falling and earlier else ""
+    if backlog == 0 or (earlier is not None and obs.queue.visible < earlier):
+        trend = f", down from {earlier:.0f} {TREND_SECONDS} s ago" if backlog and earlier else ""
         return State(
             "draining",
             "Draining",
-            f"{waiting}{', ' + trend if trend else ''}; {batches:.0f}{of_limit} batches at once",
+            f"{_waiting(obs)}{trend}; {batches:.0f}{of_limit} batches at once",
         )
     if limit is not None and batches >= limit:
         return State(
             "at_maximum",
             "At maximum",
-            f"{batches:.0f} batches at once = MaximumConcurrency; {waiting}",
+            f"{batches:.0f} batches at once = MaximumConcurrency; {_waiting(obs)}",
         )
-    return State("scaling_up", "Scaling up", f"{batches:.0f}{of_limit} batches at once; {waiting}")
+    return State(
+        "scaling_up", "Scaling up", f"{batches:.0f}{of_limit} batches at once; {_waiting(obs)}"
+    )
 
 
 def recommend(obs: Observed, trigger: TriggerSettings) -> list[Recommendation]:

@@ -235,3 +235,35 @@ def test_cold_starts_long_against_latency_are_named() -> None:
 
     assert ids(slow_init) == ["cold_starts"]
     assert ids(quick_init) == []
+
+
+def test_batches_that_rose_in_the_last_seconds_are_scaling_up_even_at_the_maximum() -> None:
+    obs = observed(
+        visible=400,
+        queue_visible=ramp(0, 380),
+        accepted_per_s=flat(150),
+        concurrent_batches=[0] * 55 + [5, 5, 10, 10, 10],
+    )
+
+    state = describe_state(obs, TRIGGER)
+
+    assert state.name == "scaling_up"
+    assert "10 of 10 batches at once, up from 5 in the last 5 s" in state.detail
+
+
+def test_a_flicker_of_one_batch_at_the_maximum_is_not_scaling_up() -> None:
+    obs = observed(
+        visible=400,
+        queue_visible=flat(400),
+        accepted_per_s=flat(100),
+        concurrent_batches=[9, 10] * 30,
+    )
+
+    assert describe_state(obs, TRIGGER).name == "at_maximum"
+
+
+def test_a_backlog_that_does_not_fall_is_not_draining_when_nothing_arrives() -> None:
+    # e.g. the trigger disabled: nothing consumes, so nothing drains
+    obs = observed(visible=300, queue_visible=flat(300), accepted_per_s=flat(0))
+
+    assert describe_state(obs, TRIGGER).name == "scaling_up"
