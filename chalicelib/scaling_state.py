@@ -16,7 +16,10 @@ from chalicelib.model import QueueDepth
 StateName = Literal["idle", "scaling_up", "at_maximum", "draining", "throttled", "failing"]
 
 TREND_SECONDS = 5  # how far back "rising" and "falling" look
-# Batches at once rose, and not by a flicker: by at least 2, and a fifth of what runs now.
+# "Scaling up" while batches at once rose in the last RISE_SECONDS: a climb takes a few
+# seconds, and a page polling every 2 s through a cold-start storm can be blind for 9 s of it.
+RISE_SECONDS = 10
+# A rise, not a flicker: by at least 2 batches, and a fifth of what runs now.
 RISE_MIN_BATCHES = 2
 RISE_SHARE = 0.2
 THROTTLE_SECONDS = 10
@@ -124,7 +127,7 @@ def _failures(obs: Observed, seconds: float) -> tuple[float, float]:
 
 def describe_state(obs: Observed, trigger: TriggerSettings) -> State:
     """The first that holds of: failing, throttled, idle, scaling up (batches at once rose in
-    the last TREND_SECONDS), draining, at maximum, scaling up (a backlog and room to grow)."""
+    the last RISE_SECONDS), draining, at maximum, scaling up (a backlog and room to grow)."""
     return _failing(obs) or _throttled(obs, trigger) or _scaling(obs, trigger)
 
 
@@ -169,13 +172,13 @@ def _scaling(obs: Observed, trigger: TriggerSettings) -> State:
         return State("idle", "Idle", "No task waiting, no batch running")
     limit = trigger.maximum_concurrency
     of_limit = f" of {limit}" if limit else ""
-    lowest = obs.fewest_batches(TREND_SECONDS)
+    lowest = obs.fewest_batches(RISE_SECONDS)
     if backlog and batches - lowest >= max(RISE_MIN_BATCHES, RISE_SHARE * batches):
         return State(
             "scaling_up",
             "Scaling up",
             f"{batches:.0f}{of_limit} batches at once, up from {lowest:.0f} in the last "
-            f"{TREND_SECONDS} s; {_waiting(obs)}",
+            f"{RISE_SECONDS} s; {_waiting(obs)}",
         )
     earlier = obs.back("queue_visible", TREND_SECONDS)
     if backlog == 0 or (earlier is not None and obs.queue.visible < earlier):

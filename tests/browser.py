@@ -63,6 +63,7 @@ class WatchedPage:
 
     page: Page
     errors: list[str] = field(default_factory=list)
+    closed: bool = False
 
     def state(self) -> str:
         return str(self.page.evaluate("document.body.dataset.state || ''"))
@@ -78,6 +79,12 @@ class WatchedPage:
     def stats(self) -> dict[str, Any]:
         found: dict[str, Any] = self.page.evaluate("window.dashboardStats")
         return found
+
+    def close(self) -> None:
+        """Close the page's context (once): a page left open goes on polling the API."""
+        if not self.closed:
+            self.page.context.close()
+            self.closed = True
 
     def screenshot(self, name: str) -> Path:
         REPORTS_DIR.mkdir(parents=True, exist_ok=True)

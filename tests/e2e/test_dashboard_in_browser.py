@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,17 +55,34 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
+Opener = Callable[..., WatchedPage]
+
+
+@pytest.fixture
+def open_(browser: Browser) -> Iterator[Opener]:
+    """open_page for this test; every page it opened is closed after it (an open page polls)."""
+    opened: list[WatchedPage] = []
+
+    def opener(url: str, color_scheme: str = "light") -> WatchedPage:
+        opened.append(open_page(browser, url, color_scheme=color_scheme))
+        return opened[-1]
+
+    yield opener
+    for page in opened:
+        page.close()
+
+
 def wait_for_state(page: WatchedPage, state: str, seconds: float = 30) -> None:
     wait_for(page.state, lambda s: s == state, seconds, f"the page to say {state}")
 
 
 def test_the_page_opens_from_the_printed_url_and_says_idle(
-    dashboard_stage: Stage, browser: Browser
+    dashboard_stage: Stage, open_: Opener
 ) -> None:
     url = dashboard_stage.deployment.dashboard_url
     assert url.startswith("http://") and ".s3-website.localhost:" in url
 
-    page = open_page(browser, url)
+    page = open_(url)
     wait_for_state(page, "idle")
 
     assert set(page.points()) == {chart["id"] for chart in charts_json()}
@@ -77,16 +94,18 @@ def test_the_page_opens_from_the_printed_url_and_says_idle(
 
 
 def test_during_a_burst_the_page_climbs_and_drains_then_matches_cloudwatch(
-    dashboard_stage: Stage, browser: Browser, tmp_path: Path
+    dashboard_stage: Stage, open_: Opener, tmp_path: Path
 ) -> None:
-    page = open_page(browser, dashboard_stage.deployment.dashboard_url)
+    page = open_(dashboard_stage.deployment.dashboard_url)
     wait_for_state(page, "idle")
     result = burst_while_watching(dashboard_stage, page, tmp_path)
 
     report = result.report
     assert report["integrity"]["ok"] and report["done"] == TASKS
+    assert_the_report_opens_from_its_link(open_, result)
     states = page.page.evaluate("window.__statesSeen")
-    assert in_order(states, ["idle", "scaling_up", "draining"]), states
+    details = page.page.evaluate("window.__statesDetail")
+    assert in_order(states, ["idle", "scaling_up", "draining"]), details
     assert page.errors == []
 
     # A closed minute: every metric of it published, the page has polled since.
@@ -100,6 +119,25 @@ def test_during_a_burst_the_page_climbs_and_drains_then_matches_cloudwatch(
         assert shown["series"][key] == pytest.approx(values, abs=1e-3, nan_ok=True), key
         compared += sum(v is not None for v in values)
     assert compared > 100  # the burst's minute had data in many series
+
+
+def assert_the_report_opens_from_its_link(open_: Opener, result: BurstResult) -> None:
+    """The link the burst printed opens the run's view, every chart drawn."""
+    assert result.dashboard_link is not None
+    assert result.dashboard_link.endswith(f"#report={result.report['run_id']}")
+    page = open_(result.dashboard_link)
+    wait_for(
+        lambda: page.page.evaluate("document.body.dataset.view"),
+        lambda view: view == "report",
+        10,
+        "the report view",
+    )
+    wait_for(page.points, lambda p: bool(p) and all(n > 0 for n in p.values()), 10, "its charts")
+    listed = page.page.evaluate("fetch('reports/index.json').then(r => r.json())")
+    assert listed["runs"][0]["run_id"] == result.report["run_id"]
+    page.screenshot("dashboard-report-light.png")
+    assert page.errors == []
+    page.close()
 
 
 def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstResult:
@@ -120,14 +158,15 @@ def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstRes
     )
     results: list[BurstResult] = []
     worker = threading.Thread(target=lambda: results.append(run_burst(stage.target(), settings)))
-    page.page.evaluate("window.__statesSeen = []")
+    page.page.evaluate("window.__statesSeen = []; window.__statesDetail = []")
     worker.start()
     shot = False
     while worker.is_alive():
         state = page.state()
         page.page.evaluate(
             "(s) => { const seen = window.__statesSeen; "
-            "if (seen[seen.length - 1] !== s) seen.push(s); }",
+            "if (seen[seen.length - 1] !== s) { seen.push(s); window.__statesDetail.push("
+            "[Date.now() / 1000, s, document.querySelector('#state').innerText]); } }",
             state,
         )
         if state in ("at_maximum", "draining") and not shot:
@@ -181,25 +220,6 @@ def cloudwatch_series(stage: Stage, start: int, end: int) -> dict[str, list[floa
     return series
 
 
-def test_the_burst_report_opens_as_a_link(dashboard_stage: Stage, browser: Browser) -> None:
-    site = dashboard_stage.deployment.dashboard_url
-    live = open_page(browser, site)
-    # Fetched by the page itself: *.localhost resolves in Chromium, not in every resolver.
-    index = live.page.evaluate("fetch('reports/index.json').then(r => r.json())")
-    [run, *_] = index["runs"]
-    page = open_page(browser, f"{site}#report={run['run_id']}")
-
-    wait_for(
-        lambda: page.page.evaluate("document.body.dataset.view"),
-        lambda view: view == "report",
-        10,
-        "the report view",
-    )
-    wait_for(page.points, lambda p: bool(p) and all(n > 0 for n in p.values()), 10, "its charts")
-    page.screenshot("dashboard-report-light.png")
-    assert page.errors == [] and live.errors == []
-
-
 # The colour of each text element and of the first opaque background behind it.
 TEXT_COLOURS = """() => {
     const background = (node) => {
@@ -217,8 +237,8 @@ TEXT_COLOURS = """() => {
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_both_themes_are_readable(dashboard_stage: Stage, browser: Browser, scheme: str) -> None:
-    page = open_page(browser, dashboard_stage.deployment.dashboard_url, color_scheme=scheme)
+def test_both_themes_are_readable(dashboard_stage: Stage, open_: Opener, scheme: str) -> None:
+    page = open_(dashboard_stage.deployment.dashboard_url, color_scheme=scheme)
     wait_for_state(page, "idle")
 
     colours = page.page.evaluate(TEXT_COLOURS)

@@ -74,7 +74,7 @@ def test_a_growing_backlog_below_the_maximum_is_scaling_up() -> None:
     assert "5 of 10 batches at once" in state.detail
 
 
-def test_batches_at_maximum_concurrency_while_tasks_arrive_is_at_maximum() -> None:
+def test_batches_at_maximum_concurrency_for_a_while_is_at_maximum() -> None:
     obs = observed(
         visible=400,
         in_flight=100,
@@ -248,7 +248,7 @@ def test_batches_that_rose_in_the_last_seconds_are_scaling_up_even_at_the_maximu
     state = describe_state(obs, TRIGGER)
 
     assert state.name == "scaling_up"
-    assert "10 of 10 batches at once, up from 5 in the last 5 s" in state.detail
+    assert "10 of 10 batches at once, up from 0 in the last 10 s" in state.detail
 
 
 def test_a_flicker_of_one_batch_at_the_maximum_is_not_scaling_up() -> None:
@@ -267,3 +267,14 @@ def test_a_backlog_that_does_not_fall_is_not_draining_when_nothing_arrives() -> 
     obs = observed(visible=300, queue_visible=flat(300), accepted_per_s=flat(0))
 
     assert describe_state(obs, TRIGGER).name == "scaling_up"
+
+
+def test_at_the_maximum_for_longer_than_the_rise_is_at_maximum_again() -> None:
+    obs = observed(
+        visible=400,
+        queue_visible=flat(400),
+        accepted_per_s=flat(100),
+        concurrent_batches=[5] * 45 + [10] * 15,
+    )
+
+    assert describe_state(obs, TRIGGER).name == "at_maximum"
