@@ -95,6 +95,7 @@ class DashboardService:
         self._lock = threading.Lock()
         self._trigger: tuple[float, TriggerSettings] | None = None
         self._series = SeriesCache()
+        self._series_lock = threading.Lock()
 
     def metrics(self, window: MetricsWindow) -> dict[str, Any]:
         now = self._clock()
@@ -114,11 +115,12 @@ class DashboardService:
         )
         queries = metric_data_queries(sources, period)
         key = json.dumps(queries, sort_keys=True)
-        with self._lock:
+        # One read at a time per environment: a merge must build on the read it started from
+        # (Lambda serves one request at a time per environment anyway).
+        with self._series_lock:
             read_from = self._series.read_from(key, start, end, period)
-        results = self._metric_data(queries, read_from, end)
-        _, fresh = aligned_series(results, read_from, end, period)
-        with self._lock:
+            results = self._metric_data(queries, read_from, end)
+            _, fresh = aligned_series(results, read_from, end, period)
             series = self._series.merge(key, start, end, period, read_from, fresh)
         times = list(range(start, end, period))
         queue, dead_letters = self._queue.depth(), self._queue.dead_letter_depth()

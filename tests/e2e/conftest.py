@@ -21,6 +21,7 @@ from deployment import pipeline
 from deployment.pipeline import StageDeployment
 from localcloud.aws import client_for_running
 from localcloud.settings import Settings
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT_SECONDS = 3
@@ -49,19 +50,36 @@ class Stage:
         return client_for_running(self.running, service)
 
     @property
+    def mapping_uuid(self) -> str:
+        return self.deployment.deployed.event_source_mappings["worker"]
+
+    def update_mapping(self, **changes: Any) -> dict[str, Any]:
+        """UpdateEventSourceMapping, then wait until the mapping is in the state asked for."""
+        lambda_client = self.client("lambda")
+        lambda_client.update_event_source_mapping(UUID=self.mapping_uuid, **changes)
+        wanted = "Disabled" if changes.get("Enabled") is False else "Enabled"
+        mapping: dict[str, Any] = wait_for(
+            lambda: lambda_client.get_event_source_mapping(UUID=self.mapping_uuid),
+            lambda m: m["State"] == wanted,
+            30,
+            f"the mapping {wanted}",
+        )
+        return mapping
+
+    @property
     def worker_function(self) -> str:
         return next(f for f in self.deployment.deployed.functions if f.endswith("-worker"))
 
     def target(self) -> Target:
         """What the burst tool loads: this stage (its report goes beside its dashboard)."""
-        deployed, outputs = self.deployment.deployed, self.deployment.outputs
+        outputs = self.deployment.outputs
         return Target(
             running=self.running,
             api_url=self.api,
             task_queue_url=self.queue_url,
             dead_letter_queue_url=self.dead_letter_queue_url,
             worker_function=self.worker_function,
-            event_source_mapping=deployed.event_source_mappings["worker"],
+            event_source_mapping=self.mapping_uuid,
             dashboard_bucket=outputs["DashboardBucketName"],
             dashboard_url=self.deployment.dashboard_url,
         )

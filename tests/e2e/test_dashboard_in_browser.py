@@ -22,7 +22,6 @@ from chalicelib.dashboard_series import SERIES, Sources, charts_json, metric_dat
 from localcloud.settings import EVENT_SOURCE_MAPPING_METRICS_NAMESPACE, Settings
 from tests.browser import WatchedPage, chromium, open_page
 from tests.e2e.conftest import Stage, deployed_stage
-from tests.e2e.test_scaling import update_mapping
 from tests.polling import wait_for
 
 # Room to climb: from 5 batches at once to 20 at AWS's 300 a minute takes 3 s, seen as
@@ -45,7 +44,7 @@ def dashboard_stage(
         worker_timeout_seconds=10,
         visibility_timeout_seconds=60,
     ) as stage:
-        update_mapping(stage, ScalingConfig={"MaximumConcurrency": MAX_CONCURRENCY})
+        stage.update_mapping(ScalingConfig={"MaximumConcurrency": MAX_CONCURRENCY})
         yield stage
 
 
@@ -195,7 +194,7 @@ def in_order(seen: list[str], wanted: list[str]) -> bool:
 
 def cloudwatch_series(stage: Stage, start: int, end: int) -> dict[str, list[float | None]]:
     """The same series straight from CloudWatch (get-metric-data), per second."""
-    outputs, deployed = stage.deployment.outputs, stage.deployment.deployed
+    outputs = stage.deployment.outputs
     sources = Sources.of(
         worker_function=stage.worker_function,
         task_queue=outputs["TaskQueueName"],
@@ -203,7 +202,7 @@ def cloudwatch_series(stage: Stage, start: int, end: int) -> dict[str, list[floa
         app_namespace="ServerlessScaling",
         app_dimensions={"service": "serverless-scaling", "stage": outputs["Stage"]},
         mapping_namespace=EVENT_SOURCE_MAPPING_METRICS_NAMESPACE,
-        mapping_uuid=deployed.event_source_mappings["worker"],
+        mapping_uuid=stage.mapping_uuid,
     )
     answer = stage.client("cloudwatch").get_metric_data(
         MetricDataQueries=metric_data_queries(sources, 1),

@@ -41,23 +41,6 @@ def scaling_stage(
         yield deployed
 
 
-def mapping_uuid(stage: Stage) -> str:
-    return stage.deployment.deployed.event_source_mappings["worker"]
-
-
-def update_mapping(stage: Stage, **changes: Any) -> dict[str, Any]:
-    lambda_client = stage.client("lambda")
-    lambda_client.update_event_source_mapping(UUID=mapping_uuid(stage), **changes)
-    wanted = "Disabled" if changes.get("Enabled") is False else "Enabled"
-    mapping: dict[str, Any] = wait_for(
-        lambda: lambda_client.get_event_source_mapping(UUID=mapping_uuid(stage)),
-        lambda m: m["State"] == wanted,
-        30,
-        f"the mapping {wanted}",
-    )
-    return mapping
-
-
 def post_sleep_tasks(stage: Stage, count: int, ms: int) -> list[str]:
     run = uuid.uuid4().hex[:8]
     ids: list[str] = []
@@ -107,10 +90,10 @@ def test_maximum_concurrency_n_runs_n_batches_at_once_and_never_more(
 ) -> None:
     maximum = 3
     # The backlog waits while the mapping is off, so batches of the previous settings take none.
-    update_mapping(scaling_stage, Enabled=False)
+    scaling_stage.update_mapping(Enabled=False)
     ids = post_sleep_tasks(scaling_stage, 36, ms=300)  # 18 batches of 0.6 s, 3 at a time
-    update_mapping(
-        scaling_stage, Enabled=True, BatchSize=2, ScalingConfig={"MaximumConcurrency": maximum}
+    scaling_stage.update_mapping(
+        Enabled=True, BatchSize=2, ScalingConfig={"MaximumConcurrency": maximum}
     )
     rows = finished_rows(database_conninfo, ids, 90)
 
@@ -125,7 +108,7 @@ def test_maximum_concurrency_n_runs_n_batches_at_once_and_never_more(
             scaling_stage,
             "LocalCloud/EventSourceMapping",
             "ConcurrentBatches",
-            {"EventSourceMappingUUID": mapping_uuid(scaling_stage)},
+            {"EventSourceMappingUUID": scaling_stage.mapping_uuid},
             "Maximum",
         ),
         lambda values: maximum in values,
@@ -140,13 +123,13 @@ def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(
 ) -> None:
     function = scaling_stage.worker_function
     lambda_client = scaling_stage.client("lambda")
-    update_mapping(scaling_stage, Enabled=False)
+    scaling_stage.update_mapping(Enabled=False)
     since = datetime.now(UTC).replace(microsecond=0)
     lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=2)
     try:
         ids = post_sleep_tasks(scaling_stage, 40, ms=200)
-        update_mapping(
-            scaling_stage, Enabled=True, BatchSize=2, ScalingConfig={"MaximumConcurrency": 6}
+        scaling_stage.update_mapping(
+            Enabled=True, BatchSize=2, ScalingConfig={"MaximumConcurrency": 6}
         )
         rows = finished_rows(database_conninfo, ids, 120)
     finally:
@@ -176,7 +159,7 @@ def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(
 def test_a_disabled_mapping_stops_polling_and_picks_up_again_when_enabled(
     scaling_stage: Stage, database_conninfo: str
 ) -> None:
-    update_mapping(scaling_stage, Enabled=False)
+    scaling_stage.update_mapping(Enabled=False)
     try:
         ids = post_sleep_tasks(scaling_stage, 5, ms=10)
         time.sleep(2.0)  # a window in which a running poller would have taken them
@@ -190,6 +173,6 @@ def test_a_disabled_mapping_stops_polling_and_picks_up_again_when_enabled(
             ).fetchall()
         assert statuses == [("queued",)]
     finally:
-        update_mapping(scaling_stage, Enabled=True)
+        scaling_stage.update_mapping(Enabled=True)
 
     finished_rows(database_conninfo, ids, 60)
