@@ -47,3 +47,9 @@ class SettingMissing(TaskError):
 
 class TaskDeferred(TaskFailed):
     """Too little of the invocation's time is left to run the task: SQS retries it."""
+
+
+class PermanentTaskFailure(TaskFailed):
+    """The message can never succeed, however often it is retried: an unknown task type, a
+    payload its type refuses. The worker fails it at once, with this reason, and retries
+    nothing (no crash loop, no retry storm)."""

@@ -84,11 +84,15 @@ class Stage:
             dashboard_url=self.deployment.dashboard_url,
         )
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """What a client of the write routes sends to be let in (none yet)."""
+        return {}
+
     def post(self, path: str, body: Any) -> requests.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return self.http.post(
-            f"{self.api}{path}", data=data, headers={"Content-Type": "application/json"}, timeout=30
-        )
+        headers = {"Content-Type": "application/json", **self.auth_headers}
+        return self.http.post(f"{self.api}{path}", data=data, headers=headers, timeout=30)
 
     def task(self, task_id: str) -> dict[str, Any]:
         response = self.http.get(f"{self.api}tasks/{task_id}", timeout=30)
