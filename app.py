@@ -19,7 +19,7 @@ from chalice import (
     NotFoundError,
     Response,
 )
-from chalice.app import Request, SQSEvent
+from chalice.app import CloudWatchEvent, Rate, Request, SQSEvent
 
 from chalicelib import runtime_info, validation
 from chalicelib.dashboard import MetricsWindow
@@ -27,9 +27,11 @@ from chalicelib.errors import (
     DependencyUnavailable,
     IdempotencyConflict,
     InvalidRequest,
+    RequestNotFinished,
     RequestTooLarge,
     TaskNotFound,
 )
+from chalicelib.runtime_info import InvocationDeadline
 from chalicelib.service import Submission
 from chalicelib.settings import DashboardAccess, WorkerTrigger
 from chalicelib.wiring import Dependencies
@@ -75,6 +77,11 @@ def http_errors(view: Callable[P, R]) -> Callable[P, R]:
         except DependencyUnavailable as e:
             log.warning("dependency unavailable: %s", e)
             raise ServiceUnavailableError(f"{e}; nothing was changed, retry later") from e
+        except RequestNotFinished as e:
+            log.warning("request not finished: %s", e)
+            raise ServiceUnavailableError(
+                f"{e}: retry with the same idempotency keys, each task is then taken once"
+            ) from e
 
     return mapped
 
@@ -93,6 +100,12 @@ def _request() -> Request:
     request = app.current_request
     assert request is not None, "only called while Chalice serves a request"
     return request
+
+
+def _deadline() -> InvocationDeadline | None:
+    """The invocation's time left: a request that cannot finish answers 503, not Lambda's 502."""
+    context = app.lambda_context
+    return InvocationDeadline(context) if context is not None else None
 
 
 def _correlation_id() -> str:
@@ -118,7 +131,7 @@ def _submission_json(submission: Submission) -> dict[str, Any]:
 @http_errors
 def submit_task() -> Response:
     request = validation.parse_task(_request().raw_body)
-    submission = deps.service.submit_one(request, _correlation_id())
+    submission = deps.service.submit_one(request, _correlation_id(), _deadline())
     body = _submission_json(submission)
     # A relative reference, resolved against this request's URL (.../tasks) to .../tasks/ID.
     return Response(body=body, status_code=202, headers={"Location": body["status_path"]})
@@ -128,9 +141,7 @@ def submit_task() -> Response:
 @http_errors
 def submit_batch() -> Response:
     requests = validation.parse_batch(_request().raw_body)
-    submissions = deps.service.submit(requests, _correlation_id())
-    if all(s.outcome == "rejected" for s in submissions):
-        raise DependencyUnavailable("SQS did not accept the tasks; nothing was kept, retry")
+    submissions = deps.service.submit(requests, _correlation_id(), _deadline())
     results = [_submission_json(s) for s in submissions]
     return Response(
         body={"accepted": sum(s.accepted for s in submissions), "results": results},
@@ -182,6 +193,13 @@ def whoami() -> dict[str, str]:
 def whoami_function(event: dict[str, object], context: object) -> dict[str, str]:
     """The same answer as GET /whoami, for a direct `lambda invoke`."""
     return runtime_info.describe_environment()
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="reconciler")
+def reconciler(event: CloudWatchEvent) -> dict[str, int]:
+    """Puts back the tasks the queue lost (chalicelib/reconciler.py); the deploy runs it once
+    too, right after it deployed."""
+    return deps.reconciler.run().to_json()
 
 
 @app.on_sqs_message(

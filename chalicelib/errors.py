@@ -33,6 +33,11 @@ class DependencyUnavailable(TaskError):
     """SQS or PostgreSQL did not answer; the request changed nothing and may be retried."""
 
 
+class RequestNotFinished(TaskError):
+    """The API could not take all of a request's tasks (SQS refused one, or its time ran out):
+    it withdrew all of them; a retry with the same idempotency keys starts afresh (a 503)."""
+
+
 class MalformedMessage(TaskError):
     """An SQS message that is not a task message: retrying cannot fix it, the DLQ keeps it."""
 
@@ -47,6 +52,10 @@ class SettingMissing(TaskError):
 
 class TaskDeferred(TaskFailed):
     """Too little of the invocation's time is left to run the task: SQS retries it."""
+
+
+class TaskNotCommitted(TaskError):
+    """The task's API request has stored it but not yet committed it: try again shortly."""
 
 
 class PermanentTaskFailure(TaskFailed):

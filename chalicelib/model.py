@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from chalicelib.errors import MalformedMessage
 
 # The statuses a task row moves through (the tasks table checks the same list):
-# queued -> running -> done, or running -> retrying -> running ... -> failed on the last receive.
-TASK_STATUSES = ("queued", "running", "retrying", "done", "failed")
+# pending -> queued -> running -> done, or running -> retrying -> running ... -> failed on the
+# last receive. `pending`: the API stored the task and is still enqueueing its request's tasks;
+# only when all of them are enqueued does it commit them (queued) and answer 202, so a request
+# that cannot finish is withdrawn whole (its pending rows deleted, and a worker drops a message
+# whose row is gone).
+TASK_STATUSES = ("pending", "queued", "running", "retrying", "done", "failed")
 FINAL_STATUSES = ("done", "failed")
+UNFINISHED_STATUSES = ("queued", "running", "retrying")  # committed, not final
+
+
+class Attempt(enum.Enum):
+    """What a worker's start of a task found (TaskStore.start_attempt)."""
+
+    STARTED = "started"  # the task is the worker's to run now
+    FINISHED = "finished"  # done or failed already: a redelivery, nothing to do
+    UNCOMMITTED = "uncommitted"  # pending: its API request is still running; try again soon
+    NOT_ACCEPTED = "not accepted"  # no row: the API withdrew it (its client got no 202)
 
 
 @dataclass(frozen=True)
@@ -39,13 +54,13 @@ class NewTask:
     def same_request_as(self, other: Task) -> bool:
         return self.type == other.type and self.payload == other.payload
 
-    def queued(self) -> Task:
-        """The row this task starts as."""
+    def pending(self) -> Task:
+        """The row this task starts as, until its request commits it."""
         return Task(
             id=self.id,
             type=self.type,
             payload=self.payload,
-            status="queued",
+            status="pending",
             attempts=0,
             idempotency_key=self.idempotency_key,
             correlation_id=self.correlation_id,
@@ -65,14 +80,14 @@ class TaskMessage:
     correlation_id: str
 
     @classmethod
-    def of(cls, task: NewTask) -> TaskMessage:
+    def of(cls, task: NewTask | Task) -> TaskMessage:
         return cls(
             task.id,
             task.type,
             task.payload,
             task.accepted_at,
             task.idempotency_key,
-            task.correlation_id,
+            task.correlation_id or "",
         )
 
     def body(self) -> str:
@@ -120,6 +135,9 @@ class Task:
     worker_request_id: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+
+    def committed(self) -> Task:
+        return replace(self, status="queued")
 
     def to_json(self) -> dict[str, Any]:
         def iso(moment: datetime | None) -> str | None:
@@ -170,3 +188,12 @@ class QueueDepth:
 
     def to_json(self) -> dict[str, int]:
         return {"visible": self.visible, "in_flight": self.in_flight, "delayed": self.delayed}
+
+
+@dataclass(frozen=True)
+class RedeliverySettings:
+    """When SQS delivers a message again: after the visibility timeout, at most maxReceiveCount
+    times before it moves the message to the dead-letter queue."""
+
+    visibility_timeout_s: int
+    max_receives: int | None  # None: the queue has no redrive policy

@@ -11,13 +11,31 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from chalicelib.model import Admission, NewTask, QueueDepth, Task, TaskMessage
+from chalicelib.model import (
+    Admission,
+    Attempt,
+    NewTask,
+    QueueDepth,
+    RedeliverySettings,
+    Task,
+    TaskMessage,
+)
+
+
+class Deadline(ABC):
+    """How much of an invocation's time is left (Lambda's context, in production)."""
+
+    @abstractmethod
+    def remaining_ms(self) -> int: ...
 
 
 class TaskQueue(ABC):
     @abstractmethod
-    def send(self, messages: Sequence[TaskMessage]) -> list[uuid.UUID]:
-        """Enqueue the messages; return the task ids that could NOT be enqueued."""
+    def send(
+        self, messages: Sequence[TaskMessage], deadline: Deadline | None = None
+    ) -> list[uuid.UUID]:
+        """Enqueue the messages; return the task ids that could NOT be enqueued. With a
+        deadline, stops sending when too little time is left (what was not sent is returned)."""
 
     @abstractmethod
     def depth(self) -> QueueDepth:
@@ -27,17 +45,45 @@ class TaskQueue(ABC):
     def dead_letter_depth(self) -> QueueDepth:
         """The dead-letter queue's approximate depth. Raises DependencyUnavailable."""
 
+    @abstractmethod
+    def redelivery_settings(self) -> RedeliverySettings:
+        """The task queue's visibility timeout and maxReceiveCount, as SQS has them."""
+
+
+class ReceivedMessages(ABC):
+    """What the worker does with the messages of its batch besides answering the batch: SQS
+    calls on the task queue and its dead-letter queue. Each raises DependencyUnavailable."""
+
+    @abstractmethod
+    def retry_later(self, delays: Sequence[tuple[str, int]]) -> None:
+        """(receipt handle, seconds): each message comes back after its delay, not after the
+        queue's visibility timeout (ChangeMessageVisibility)."""
+
+    @abstractmethod
+    def dead_letter(self, body: str, attributes: dict[str, Any], reason: str) -> None:
+        """Put a copy of the message in the dead-letter queue, with why it failed for good."""
+
+    @abstractmethod
+    def requeue(self, body: str, attributes: dict[str, Any], delay_s: int) -> None:
+        """Send a copy of the message to the task queue as a new message (its receive count
+        starts again), visible after `delay_s`."""
+
 
 class TaskStore(ABC):
     # --- the API's side
     @abstractmethod
     def admit(self, tasks: Sequence[NewTask]) -> list[Admission]:
-        """Store new tasks as `queued`, in order. A task whose idempotency key is already stored
+        """Store new tasks as `pending`, in order. A task whose idempotency key is already stored
         is not stored again: its Admission carries the earlier task with created=False."""
 
     @abstractmethod
+    def commit(self, task_ids: Sequence[uuid.UUID]) -> int:
+        """`pending` -> `queued` for the tasks, once all their messages are sent; returns how
+        many rows changed (fewer than asked: another request withdrew some meanwhile)."""
+
+    @abstractmethod
     def withdraw(self, task_ids: Sequence[uuid.UUID]) -> None:
-        """Remove tasks that were admitted but could not be enqueued (still `queued`)."""
+        """Remove the tasks that are still `pending`: their request could not be finished."""
 
     @abstractmethod
     def get(self, task_id: uuid.UUID) -> Task | None: ...
@@ -55,9 +101,9 @@ class TaskStore(ABC):
 
     # --- the worker's side; every write is conditional, so a redelivered message is harmless
     @abstractmethod
-    def start_attempt(self, message: TaskMessage, worker_request_id: str) -> bool:
-        """Mark the task running and count the attempt. False when it is already done or failed
-        (a redelivery: nothing to do). Creates the row if the API's insert is missing."""
+    def start_attempt(self, message: TaskMessage, worker_request_id: str) -> Attempt:
+        """Mark the task running and count the attempt (STARTED) if it is queued, running or
+        retrying; otherwise say why not (Attempt)."""
 
     @abstractmethod
     def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> datetime | None:
@@ -68,6 +114,28 @@ class TaskStore(ABC):
     def record_failure(self, task_id: uuid.UUID, error: str, final: bool) -> bool:
         """Record a failed attempt: `retrying`, or `failed` when no receive is left. False when
         the task was not running (another delivery finished it first): nothing changed."""
+
+    # --- the reconciler's side
+    @abstractmethod
+    def unfinished_count(self) -> int:
+        """How many committed tasks are not done or failed (queued, running, retrying)."""
+
+    @abstractmethod
+    def idle_tasks(self, idle_seconds: float, limit: int) -> list[Task]:
+        """Committed, unfinished tasks that nothing has touched (accepted, started or requeued)
+        for `idle_seconds`, oldest first."""
+
+    @abstractmethod
+    def mark_requeued(self, task_ids: Sequence[uuid.UUID]) -> None:
+        """Note that the tasks' messages were sent again now."""
+
+    @abstractmethod
+    def fail_unfinished(self, task_ids: Sequence[uuid.UUID], error: str) -> int:
+        """Mark unfinished tasks failed with `error`; returns how many changed."""
+
+    @abstractmethod
+    def withdraw_abandoned(self, older_than_seconds: float) -> int:
+        """Remove `pending` tasks older than this: their request died before it answered."""
 
 
 # --- the metrics sink -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from chalicelib.errors import DependencyUnavailable, SettingMissing
-from chalicelib.model import Admission, NewTask, Task, TaskMessage
+from chalicelib.model import Admission, Attempt, NewTask, Task, TaskMessage
 from chalicelib.ports import TaskStore
 
 logger = logging.getLogger(__name__)
@@ -27,11 +27,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Connection = psycopg.Connection[dict[str, Any]]
 CONNECT_TIMEOUT_SECONDS = 5
+STATEMENT_TIMEOUT_MS = 5000
 
 TASK_COLUMNS = (
     "id, type, payload, status, attempts, idempotency_key, correlation_id, accepted_at, "
     "started_at, finished_at, worker_request_id, result, error"
 )
+UNFINISHED = "status IN ('queued', 'running', 'retrying')"  # committed and not final
 
 
 SECRET_KEYS = ("host", "port", "dbname", "username", "password")
@@ -53,6 +55,9 @@ def conninfo_from_secret(secret: Mapping[str, Any]) -> str:
         password=secret["password"],
         connect_timeout=str(CONNECT_TIMEOUT_SECONDS),
         application_name="serverless-scaling",
+        # No statement may outlast a request's deadline: a stalled database is an error in
+        # seconds (DependencyUnavailable), not a function timeout.
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
     )
 
 
@@ -117,7 +122,7 @@ class PostgresTaskStore(TaskStore):
                         """
                         INSERT INTO tasks (id, type, payload, status, attempts, idempotency_key,
                                            correlation_id, accepted_at)
-                        SELECT id, type, payload, 'queued', 0, key, correlation_id, accepted_at
+                        SELECT id, type, payload, 'pending', 0, key, correlation_id, accepted_at
                         FROM unnest(%s::uuid[], %s::text[], %s::text[]::jsonb[], %s::text[],
                                     %s::text[], %s::timestamptz[])
                              AS t(id, type, payload, key, correlation_id, accepted_at)
@@ -153,7 +158,7 @@ class PostgresTaskStore(TaskStore):
             admissions = []
             for t in tasks:
                 if t.id in created:
-                    admissions.append(Admission(t.queued(), created=True))
+                    admissions.append(Admission(t.pending(), created=True))
                 else:
                     assert t.idempotency_key is not None  # only a key can conflict
                     admissions.append(Admission(earlier[t.idempotency_key], created=False))
@@ -161,10 +166,20 @@ class PostgresTaskStore(TaskStore):
 
         return self._run(work)
 
+    def commit(self, task_ids: Sequence[uuid.UUID]) -> int:
+        return self._run(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE tasks SET status = 'queued' WHERE id = ANY(%s) AND status = 'pending'",
+                    (list(task_ids),),
+                ).rowcount
+            )
+        )
+
     def withdraw(self, task_ids: Sequence[uuid.UUID]) -> None:
         self._run(
             lambda conn: conn.execute(
-                "DELETE FROM tasks WHERE id = ANY(%s) AND status = 'queued'", (list(task_ids),)
+                "DELETE FROM tasks WHERE id = ANY(%s) AND status = 'pending'", (list(task_ids),)
             )
         )
 
@@ -199,32 +214,24 @@ class PostgresTaskStore(TaskStore):
         self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     # --- the worker's side
-    def start_attempt(self, message: TaskMessage, worker_request_id: str) -> bool:
-        row = self._run(
-            lambda conn: conn.execute(
-                """
-                INSERT INTO tasks (id, type, payload, status, attempts, idempotency_key,
-                                   correlation_id, accepted_at, started_at, worker_request_id)
-                VALUES (%s, %s, %s, 'running', 1, %s, %s, %s, clock_timestamp(), %s)
-                ON CONFLICT (id) DO UPDATE
-                    SET status = 'running', attempts = tasks.attempts + 1,
-                        started_at = clock_timestamp(),
-                        worker_request_id = EXCLUDED.worker_request_id
-                    WHERE tasks.status NOT IN ('done', 'failed')
-                RETURNING id
-                """,
-                (
-                    message.task_id,
-                    message.type,
-                    Jsonb(message.payload),
-                    message.idempotency_key,
-                    message.correlation_id,
-                    message.accepted_at,
-                    worker_request_id,
-                ),
+    def start_attempt(self, message: TaskMessage, worker_request_id: str) -> Attempt:
+        def work(conn: Connection) -> Attempt:
+            started = conn.execute(
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, "
+                "started_at = clock_timestamp(), worker_request_id = %s "
+                f"WHERE id = %s AND {UNFINISHED} RETURNING id",
+                (worker_request_id, message.task_id),
             ).fetchone()
-        )
-        return row is not None
+            if started is not None:
+                return Attempt.STARTED
+            # The rare path: a redelivery, a request still running, or a withdrawn task.
+            row = conn.execute("SELECT status FROM tasks WHERE id = %s", (message.task_id,))
+            found = row.fetchone()
+            if found is None:
+                return Attempt.NOT_ACCEPTED
+            return Attempt.UNCOMMITTED if found["status"] == "pending" else Attempt.FINISHED
+
+        return self._run(work)
 
     def finish(self, task_id: uuid.UUID, result: dict[str, Any]) -> datetime | None:
         row = self._run(
@@ -249,3 +256,56 @@ class PostgresTaskStore(TaskStore):
             )
         )
         return updated == 1
+
+    # --- the reconciler's side
+    def unfinished_count(self) -> int:
+        row = self._run(
+            lambda conn: conn.execute(
+                f"SELECT count(*) AS n FROM tasks WHERE {UNFINISHED}"
+            ).fetchone()
+        )
+        assert row is not None
+        return int(row["n"])
+
+    def idle_tasks(self, idle_seconds: float, limit: int) -> list[Task]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {UNFINISHED} "
+                "AND greatest(accepted_at, started_at, requeued_at) "
+                "    < clock_timestamp() - make_interval(secs => %s) "
+                "ORDER BY accepted_at LIMIT %s",
+                (idle_seconds, limit),
+            ).fetchall()
+        )
+        return [_task(row) for row in rows]
+
+    def mark_requeued(self, task_ids: Sequence[uuid.UUID]) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "UPDATE tasks SET requeued_at = clock_timestamp() "
+                f"WHERE id = ANY(%s) AND {UNFINISHED}",
+                (list(task_ids),),
+            )
+        )
+
+    def fail_unfinished(self, task_ids: Sequence[uuid.UUID], error: str) -> int:
+        return self._run(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE tasks SET status = 'failed', error = %s, "
+                    f"finished_at = clock_timestamp() WHERE id = ANY(%s) AND {UNFINISHED}",
+                    (error, list(task_ids)),
+                ).rowcount
+            )
+        )
+
+    def withdraw_abandoned(self, older_than_seconds: float) -> int:
+        return self._run(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM tasks WHERE status = 'pending' "
+                    "AND accepted_at < clock_timestamp() - make_interval(secs => %s)",
+                    (older_than_seconds,),
+                ).rowcount
+            )
+        )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Protocol
+
+from chalicelib.ports import Deadline
 
 
 def describe_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -17,3 +20,17 @@ def describe_environment(environ: Mapping[str, str] | None = None) -> dict[str, 
         "log_stream": env.get("AWS_LAMBDA_LOG_STREAM_NAME", "local"),
         "region": env.get("AWS_REGION", "unknown"),
     }
+
+
+class InvocationDeadline(Deadline):
+    """The time left in this invocation, from Lambda's context object."""
+
+    def __init__(self, context: RemainingTime) -> None:
+        self._context = context
+
+    def remaining_ms(self) -> int:
+        return int(self._context.get_remaining_time_in_millis())
+
+
+class RemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> float: ...

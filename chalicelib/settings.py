@@ -27,6 +27,11 @@ DASHBOARD_ORIGIN = "DASHBOARD_ORIGIN"  # the dashboard site's origin: the only o
 # no per-mapping concurrency metric, and the dashboard then shows the worker's
 # ConcurrentExecutions alone.
 EVENT_SOURCE_MAPPING_METRICS_NAMESPACE = "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE"
+# Set in .chalice/config.json per stage: how long a failed record waits before its next receive,
+# base x 2^(receives - 1) capped at max, instead of the queue's visibility timeout (minutes with
+# AWS's advised 6 x the function's timeout). Base 0: no backoff, the visibility timeout.
+TASK_RETRY_BACKOFF_BASE_SECONDS = "TASK_RETRY_BACKOFF_BASE_SECONDS"
+TASK_RETRY_BACKOFF_MAX_SECONDS = "TASK_RETRY_BACKOFF_MAX_SECONDS"
 # Set in .chalice/config.json per stage: how the SQS trigger batches and scales.
 WORKER_BATCH_SIZE = "WORKER_BATCH_SIZE"
 WORKER_BATCHING_WINDOW_SECONDS = "WORKER_BATCHING_WINDOW_SECONDS"
@@ -56,8 +61,10 @@ def _present(env: Mapping[str, str], name: str, fix: str = FROM_STACK_OUTPUTS) -
     return env[name]
 
 
-def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
-    raw = _required(env, name)
+def _int(
+    env: Mapping[str, str], name: str, low: int, high: int, fix: str = FROM_STACK_OUTPUTS
+) -> int:
+    raw = _required(env, name, fix)
     try:
         value = int(raw)
     except ValueError:
@@ -65,6 +72,33 @@ def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise SettingMissing(f"{name}={value}: must be between {low} and {high}")
     return value
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """When a failed record comes back: base_s x 2^(receive count - 1), at most max_s."""
+
+    base_s: int
+    max_s: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_s > 0
+
+    def delay(self, receive_count: int) -> int | None:
+        """Seconds until the next receive; None when backoff is off (the visibility timeout)."""
+        if not self.enabled:
+            return None
+        doublings = min(max(receive_count - 1, 0), 20)
+        return min(self.max_s, self.base_s * (1 << doublings))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Backoff:
+        return cls(
+            base_s=_int(env, TASK_RETRY_BACKOFF_BASE_SECONDS, 0, 3600, FROM_STAGE_CONFIG),
+            # ChangeMessageVisibility's limit: 12 hours.
+            max_s=_int(env, TASK_RETRY_BACKOFF_MAX_SECONDS, 1, 43_200, FROM_STAGE_CONFIG),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,6 +116,7 @@ class Settings:
     dead_letter_queue_name: str
     worker_function_name: str
     mapping_metrics_namespace: str  # "" where the platform publishes no mapping gauges
+    retry_backoff: Backoff
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +133,7 @@ class Settings:
             dead_letter_queue_name=_required(env, DEAD_LETTER_QUEUE_NAME),
             worker_function_name=_required(env, WORKER_FUNCTION_NAME),
             mapping_metrics_namespace=_present(env, EVENT_SOURCE_MAPPING_METRICS_NAMESPACE),
+            retry_backoff=Backoff.from_env(env),
         )
 
     @property

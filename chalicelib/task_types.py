@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.errors import InvalidRequest, TaskFailed
+from chalicelib.errors import InvalidRequest, PermanentTaskFailure, TaskFailed
 
 MAX_SLEEP_MS = 5_000
 MAX_CPU_ROUNDS = 1_000_000
@@ -85,22 +85,27 @@ class TaskRunner:
     random: Callable[[], float] = field(default_factory=lambda: random.random)
 
     def estimated_ms(self, task_type: str, payload: Payload) -> int:
-        """How long the task should take, for the worker's time budget."""
+        """How long the task should take, for the worker's time budget; PermanentTaskFailure
+        when the message holds what the API would have refused."""
+        self._check(task_type, payload)
         if task_type == "sleep":
             return int(payload["ms"])
         if task_type == "cpu":
             return int(payload["rounds"] * CPU_ROUND_MS)
         return 0
 
-    def run(self, task_type: str, payload: Payload) -> Payload:
-        """The task's result; TaskFailed when the task fails, or when the message holds what
-        the API would have refused (a message sent to the queue by other means)."""
+    def _check(self, task_type: str, payload: Payload) -> None:
         if task_type not in VALIDATORS:
-            raise TaskFailed(f"unknown task type {task_type!r}")
+            raise PermanentTaskFailure(f"unknown task type {task_type!r}")
         try:
             validate_payload(task_type, payload)
         except InvalidRequest as e:
-            raise TaskFailed(f"invalid payload: {e}") from e
+            raise PermanentTaskFailure(f"invalid payload: {e}") from e
+
+    def run(self, task_type: str, payload: Payload) -> Payload:
+        """The task's result; TaskFailed when the task fails, or when the message holds what
+        the API would have refused (a message sent to the queue by other means)."""
+        self._check(task_type, payload)
         if task_type == "echo":
             return {"echo": payload}
         if task_type == "sleep":

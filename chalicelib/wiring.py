@@ -14,11 +14,12 @@ from botocore.config import Config
 from chalicelib.cloudwatch_metrics import CLIENT_CONFIG, CloudWatchMetrics
 from chalicelib.cold_start import ColdStartRecorder
 from chalicelib.dashboard import DashboardService
-from chalicelib.ports import Metrics, TaskQueue, TaskStore
+from chalicelib.ports import Metrics, ReceivedMessages, TaskQueue, TaskStore
 from chalicelib.postgres_store import PostgresTaskStore, conninfo_from_secret, read_secret
+from chalicelib.reconciler import Reconciler
 from chalicelib.service import TaskService
 from chalicelib.settings import Settings
-from chalicelib.sqs_queue import SqsTaskQueue
+from chalicelib.sqs_queue import SqsReceivedMessages, SqsTaskQueue
 from chalicelib.task_types import TaskRunner
 from chalicelib.worker import Worker
 
@@ -30,6 +31,11 @@ from chalicelib.worker import Worker
 METRICS_FLUSH_INTERVAL_S = 1.0
 READ_CONFIG = Config(
     connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 2, "mode": "standard"}
+)
+# The API sends inside a request with a deadline (service.START_BUDGET_MS): a call that hangs
+# must give up in seconds, not in botocore's 60 s, so that the request withdraws and answers.
+SEND_CONFIG = Config(
+    connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 2, "mode": "standard"}
 )
 
 
@@ -52,7 +58,16 @@ class Dependencies:
     @cached_property
     def queue(self) -> TaskQueue:
         s = self.settings
-        return SqsTaskQueue(self._client("sqs"), s.task_queue_url, s.dead_letter_queue_url)
+        return SqsTaskQueue(
+            self._client("sqs", SEND_CONFIG), s.task_queue_url, s.dead_letter_queue_url
+        )
+
+    @cached_property
+    def received_messages(self) -> ReceivedMessages:
+        s = self.settings
+        return SqsReceivedMessages(
+            self._client("sqs", SEND_CONFIG), s.task_queue_url, s.dead_letter_queue_url
+        )
 
     @cached_property
     def store(self) -> TaskStore:
@@ -102,4 +117,16 @@ class Dependencies:
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(self.store, TaskRunner(), self.settings.max_receives, self.log, self.metrics)
+        return Worker(
+            self.store,
+            TaskRunner(),
+            self.settings.max_receives,
+            self.log,
+            self.metrics,
+            self.received_messages,
+            self.settings.retry_backoff,
+        )
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.store, self.queue, self.settings.retry_backoff)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.errors import SettingMissing
-from chalicelib.settings import DashboardAccess, Settings, WorkerTrigger
+from chalicelib.settings import Backoff, DashboardAccess, Settings, WorkerTrigger
 
 # From the stack's outputs (written by scripts/deploy) ...
 FROM_DEPLOY = {
@@ -26,6 +26,8 @@ FROM_DEPLOY = {
 FROM_STAGE_CONFIG = {
     "POWERTOOLS_METRICS_NAMESPACE": "ServerlessScaling",
     "POWERTOOLS_SERVICE_NAME": "serverless-scaling",
+    "TASK_RETRY_BACKOFF_BASE_SECONDS": "1",
+    "TASK_RETRY_BACKOFF_MAX_SECONDS": "30",
 }
 SETTINGS = {**FROM_DEPLOY, **FROM_STAGE_CONFIG}
 TRIGGER = {
@@ -49,6 +51,7 @@ def test_settings_read_from_the_environment() -> None:
         "tasks-dlq",
         "app-local-worker",
         "",
+        Backoff(base_s=1, max_s=30),
     )
     assert WorkerTrigger.from_env(TRIGGER) == WorkerTrigger("tasks", 10, 0, 10)
 
@@ -93,3 +96,23 @@ def test_the_dashboard_origin_is_an_origin_and_nothing_more() -> None:
     for bad in ("site.localhost", "http://site.localhost/", ""):
         with pytest.raises(SettingMissing, match="DASHBOARD_ORIGIN"):
             DashboardAccess.from_env({"DASHBOARD_ORIGIN": bad})
+
+
+def test_the_backoff_doubles_per_receive_up_to_its_cap_and_base_zero_turns_it_off() -> None:
+    backoff = Backoff(base_s=1, max_s=30)
+
+    assert [backoff.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    assert backoff.delay(10_000) == 30
+    assert Backoff(base_s=0, max_s=30).delay(3) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"TASK_RETRY_BACKOFF_BASE_SECONDS": "-1"}, "BASE_SECONDS=-1: must be between 0"),
+        ({"TASK_RETRY_BACKOFF_MAX_SECONDS": "50000"}, "MAX_SECONDS=50000: must be between 1"),
+    ],
+)
+def test_a_bad_backoff_setting_says_what_is_wrong(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingMissing, match=message):
+        Settings.from_env({**SETTINGS, **changes})

@@ -26,14 +26,15 @@ SECRET = {
 def test_conninfo_comes_from_the_rds_shaped_secret() -> None:
     conninfo = conninfo_from_secret(SECRET)
 
-    assert conninfo_to_dict(conninfo) | {"connect_timeout": "", "application_name": ""} == {
+    assert conninfo_to_dict(conninfo) == {
         "host": "127.0.0.1",
         "port": "15432",
         "dbname": "app",
         "user": "app",
         "password": "p@ss word'\\",
-        "connect_timeout": "",
-        "application_name": "",
+        "connect_timeout": "5",
+        "application_name": "serverless-scaling",
+        "options": "-c statement_timeout=5000",
     }
 
 

@@ -1,15 +1,22 @@
-"""Accepting tasks: stored before enqueued, idempotent, and nothing kept that SQS refused."""
+"""Accepting tasks: stored before enqueued, committed only when all of a request's tasks are
+enqueued, idempotent, and a request that cannot finish withdrawn whole."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.errors import DependencyUnavailable, IdempotencyConflict, TaskNotFound
-from chalicelib.model import TaskRequest
-from chalicelib.service import TaskService
-from tests.fakes import InMemoryMetrics, InMemoryTaskQueue, InMemoryTaskStore
+from chalicelib.errors import (
+    DependencyUnavailable,
+    IdempotencyConflict,
+    RequestNotFinished,
+    TaskNotFound,
+)
+from chalicelib.model import NewTask, TaskMessage, TaskRequest
+from chalicelib.service import ABANDONED_AFTER_SECONDS, START_BUDGET_MS, TaskService
+from tests.fakes import FixedDeadline, InMemoryMetrics, InMemoryTaskQueue, InMemoryTaskStore
 
 
 @pytest.fixture
@@ -60,7 +67,7 @@ def test_a_task_sqs_refuses_is_not_kept(
 ) -> None:
     queue.down = True
 
-    with pytest.raises(DependencyUnavailable):
+    with pytest.raises(RequestNotFinished, match="nothing of this request was kept"):
         service.submit_one(TaskRequest("echo", {}), "req-1")
     assert store.rows == {}
 
@@ -92,17 +99,101 @@ def test_a_batch_reports_each_item(
     assert len(queue.sent) == 3  # the two earlier tasks and the one new one
 
 
-def test_a_batch_withdraws_only_what_sqs_refused(
+def test_a_batch_is_withdrawn_whole_when_sqs_refuses_one_of_its_tasks(
     queue: InMemoryTaskQueue, store: InMemoryTaskStore, metrics: InMemoryMetrics
 ) -> None:
     ids = iter(uuid.UUID(int=i) for i in range(1, 4))
     service = TaskService(queue, store, metrics, new_id=lambda: next(ids))
     queue.refuse = {uuid.UUID(int=2)}
 
-    outcomes = [s.outcome for s in service.submit([TaskRequest("echo", {})] * 3, "req-1")]
+    with pytest.raises(RequestNotFinished, match="1 of its tasks could not be enqueued"):
+        service.submit([TaskRequest("echo", {})] * 3, "req-1")
 
-    assert outcomes == ["accepted", "rejected", "accepted"]
-    assert sorted(r.id.int for r in store.rows.values()) == [1, 3]
+    # Task 1's message was sent: its row is gone, so a worker drops it (NOT_ACCEPTED).
+    assert store.rows == {}
+    assert metrics.total("TasksAccepted") == 0
+
+
+def test_a_request_with_too_little_time_left_changes_nothing(
+    service: TaskService, queue: InMemoryTaskQueue, store: InMemoryTaskStore
+) -> None:
+    with pytest.raises(RequestNotFinished, match="ms of this request's time"):
+        service.submit([TaskRequest("echo", {})], "req-1", FixedDeadline(START_BUDGET_MS - 1))
+
+    assert store.rows == {} and queue.sent == []
+
+
+def test_a_request_whose_time_runs_out_while_sending_is_withdrawn_whole(
+    service: TaskService, queue: InMemoryTaskQueue, store: InMemoryTaskStore
+) -> None:
+    deadline = FixedDeadline(10_000)
+
+    def time_passes(message: TaskMessage) -> None:
+        if len(queue.sent) == 5:
+            deadline.ms = 0
+
+    queue.before_each = time_passes
+
+    with pytest.raises(RequestNotFinished, match="5 of its tasks could not be enqueued"):
+        service.submit([TaskRequest("echo", {"i": i}) for i in range(10)], "req-1", deadline)
+
+    assert len(queue.sent) == 5 and store.rows == {}
+
+
+def test_the_tasks_are_stored_before_their_messages_and_committed_after(
+    service: TaskService, queue: InMemoryTaskQueue, store: InMemoryTaskStore
+) -> None:
+    seen: list[str] = []
+    queue.before_each = lambda m: seen.append(store.rows[m.task_id].status)
+
+    [submission] = service.submit([TaskRequest("echo", {})], "req-1")
+
+    assert seen == ["pending"]  # a worker seeing the message now would wait
+    assert store.rows[submission.task.id].status == "queued"
+    assert submission.task.status == "queued"
+
+
+def test_a_retry_while_the_first_request_still_runs_is_refused_and_keeps_nothing_new(
+    service: TaskService, queue: InMemoryTaskQueue, store: InMemoryTaskStore
+) -> None:
+    first = NewTask(uuid.uuid4(), "echo", {}, "k", "req-0", datetime.now(UTC))
+    store.admit([first])  # pending: its request has not answered yet
+
+    with pytest.raises(RequestNotFinished, match="still runs"):
+        service.submit([TaskRequest("echo", {}, "k"), TaskRequest("echo", {}, "new")], "req-1")
+
+    assert set(store.rows) == {first.id} and queue.sent == []
+
+
+def test_a_retry_takes_over_the_tasks_of_a_request_that_died_without_an_answer(
+    queue: InMemoryTaskQueue, store: InMemoryTaskStore, metrics: InMemoryMetrics
+) -> None:
+    now = datetime.now(UTC)
+    service = TaskService(queue, store, metrics, clock=lambda: now)
+    abandoned = NewTask(
+        uuid.uuid4(), "echo", {}, "k", "req-0", now - timedelta(seconds=ABANDONED_AFTER_SECONDS + 1)
+    )
+    store.admit([abandoned])
+
+    [submission] = service.submit([TaskRequest("echo", {}, "k")], "req-1")
+
+    assert (submission.outcome, submission.task.id) == ("accepted", abandoned.id)
+    assert store.rows[abandoned.id].status == "queued"
+    assert [m.task_id for m in queue.sent] == [abandoned.id]
+    assert metrics.total("TasksAccepted") == 1
+
+
+def test_the_same_batch_sent_twice_gives_each_task_once(
+    service: TaskService, queue: InMemoryTaskQueue, store: InMemoryTaskStore
+) -> None:
+    batch = [TaskRequest("echo", {"i": i}, f"key-{i}") for i in range(20)]
+
+    first = service.submit(batch, "req-1")
+    again = service.submit(batch, "req-2")
+
+    assert [s.outcome for s in again] == ["duplicate"] * 20
+    assert [s.task.id for s in again] == [s.task.id for s in first]
+    assert len(store.rows) == 20 and len(queue.sent) == 20
 
 
 def test_an_unknown_task_is_not_found(service: TaskService) -> None:
@@ -118,7 +209,14 @@ def test_status_counts_every_status_and_both_queues(
 
     status = service.status()
 
-    assert status["tasks"] == {"queued": 2, "running": 0, "retrying": 0, "done": 0, "failed": 0}
+    assert status["tasks"] == {
+        "pending": 0,
+        "queued": 2,
+        "running": 0,
+        "retrying": 0,
+        "done": 0,
+        "failed": 0,
+    }
     assert status["queue"]["visible"] == 2
     assert status["dead_letter_queue"]["visible"] == 1
     assert status["processed_last_minute"] == 0
@@ -149,30 +247,31 @@ def test_an_accepted_task_is_counted_at_its_acceptance_time_and_flushed(
     assert metrics.flushes == 1  # once at the end of the request, never per task
 
 
-def test_duplicates_conflicts_and_rejected_tasks_are_not_counted(
+def test_duplicates_conflicts_and_withdrawn_requests_are_not_counted(
     queue: InMemoryTaskQueue, store: InMemoryTaskStore, metrics: InMemoryMetrics
 ) -> None:
     ids = iter(uuid.UUID(int=i) for i in range(1, 10))
     service = TaskService(queue, store, metrics, new_id=lambda: next(ids))
     service.submit([TaskRequest("echo", {}, "seen"), TaskRequest("echo", {}, "other")], "req-0")
     metrics.samples.clear()
-    queue.refuse = {uuid.UUID(int=4)}
 
     outcomes = [
         s.outcome
         for s in service.submit(
             [
                 TaskRequest("echo", {}, "seen"),  # id 3: duplicate
-                TaskRequest("echo", {}),  # id 4: refused by SQS
-                TaskRequest("fail", {}, "other"),  # id 5: conflict
-                TaskRequest("echo", {"i": 1}),  # id 6: accepted
-                TaskRequest("echo", {"i": 2}),  # id 7: accepted
+                TaskRequest("fail", {}, "other"),  # id 4: conflict
+                TaskRequest("echo", {"i": 1}),  # id 5: accepted
+                TaskRequest("echo", {"i": 2}),  # id 6: accepted
             ],
             "req-1",
         )
     ]
+    queue.refuse = {uuid.UUID(int=8)}
+    with pytest.raises(RequestNotFinished):
+        service.submit([TaskRequest("echo", {"i": 3}), TaskRequest("echo", {"i": 4})], "req-2")
 
-    assert outcomes == ["duplicate", "rejected", "conflict", "accepted", "accepted"]
+    assert outcomes == ["duplicate", "conflict", "accepted", "accepted"]
     assert metrics.totals() == {"TasksAccepted": 2}
 
 
@@ -200,6 +299,6 @@ def test_a_task_sqs_refuses_is_not_counted(
 ) -> None:
     queue.down = True
 
-    with pytest.raises(DependencyUnavailable):
+    with pytest.raises(RequestNotFinished):
         service.submit_one(TaskRequest("echo", {}), "req-1")
     assert metrics.totals() == {}
