@@ -197,3 +197,4 @@ class RedeliverySettings:
 
     visibility_timeout_s: int
     max_receives: int | None  # None: the queue has no redrive policy
+    created_at: datetime  # a message older than the queue cannot be in it

@@ -121,9 +121,9 @@ class TaskStore(ABC):
         """How many committed tasks are not done or failed (queued, running, retrying)."""
 
     @abstractmethod
-    def idle_tasks(self, idle_seconds: float, limit: int) -> list[Task]:
+    def idle_tasks(self, touched_before: datetime, limit: int) -> list[Task]:
         """Committed, unfinished tasks that nothing has touched (accepted, started or requeued)
-        for `idle_seconds`, oldest first."""
+        since `touched_before`, oldest first."""
 
     @abstractmethod
     def mark_requeued(self, task_ids: Sequence[uuid.UUID]) -> None:

@@ -267,14 +267,13 @@ class PostgresTaskStore(TaskStore):
         assert row is not None
         return int(row["n"])
 
-    def idle_tasks(self, idle_seconds: float, limit: int) -> list[Task]:
+    def idle_tasks(self, touched_before: datetime, limit: int) -> list[Task]:
         rows = self._run(
             lambda conn: conn.execute(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE {UNFINISHED} "
-                "AND greatest(accepted_at, started_at, requeued_at) "
-                "    < clock_timestamp() - make_interval(secs => %s) "
+                "AND greatest(accepted_at, started_at, requeued_at) < %s "
                 "ORDER BY accepted_at LIMIT %s",
-                (idle_seconds, limit),
+                (touched_before, limit),
             ).fetchall()
         )
         return [_task(row) for row in rows]

@@ -8,10 +8,11 @@ What it does, each run:
 2. Compares the queue's messages (visible, in flight, delayed) with the committed, unfinished
    rows. As many messages as rows: nothing to do (a deep backlog is waiting, not lost).
 3. Otherwise some messages are gone (a queue lost with LocalStack, a crash, a message a timed-out
-   function took to the dead-letter queue). Tasks nothing has touched for longer than the queue
-   would take to deliver them again (its visibility timeout, or the retry backoff's cap) are
-   resent; those that already used every receive are failed with the reason instead: their
-   message timed out on each receive and went to the dead-letter queue.
+   function took to the dead-letter queue). Tasks nothing has touched since the queue was
+   created (a queue made anew holds none of their messages), or for longer than the queue would
+   take to deliver them again (its visibility timeout, or the retry backoff's cap), are resent;
+   those that already used every receive are failed with the reason instead: their message
+   timed out on each receive and went to the dead-letter queue.
 
 A resent task that was not lost after all is harmless: the worker's conditional writes run a
 task to its end once, whatever the number of its messages."""
@@ -19,7 +20,9 @@ task to its end once, whatever the number of its messages."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.model import Task, TaskMessage
 from chalicelib.ports import TaskQueue, TaskStore
@@ -49,10 +52,17 @@ class Reconciliation:
 
 
 class Reconciler:
-    def __init__(self, store: TaskStore, queue: TaskQueue, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        queue: TaskQueue,
+        backoff: Backoff,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._store = store
         self._queue = queue
         self._backoff = backoff
+        self._clock = clock
 
     def run(self) -> Reconciliation:
         withdrawn = self._store.withdraw_abandoned(ABANDONED_PENDING_SECONDS)
@@ -62,8 +72,11 @@ class Reconciler:
         resent = failed = 0
         if in_queue < unfinished:
             redelivery = self._queue.redelivery_settings()
-            idle_s = max(redelivery.visibility_timeout_s, self._backoff.max_s)
-            idle = self._store.idle_tasks(idle_s + IDLE_MARGIN_SECONDS, MAX_TASKS_PER_RUN)
+            # A task untouched since the queue was created is certainly not in it (the queue
+            # was made anew); otherwise idle for longer than a message takes to come back.
+            idle_s = max(redelivery.visibility_timeout_s, self._backoff.max_s) + IDLE_MARGIN_SECONDS
+            touched_before = max(redelivery.created_at, self._clock() - timedelta(seconds=idle_s))
+            idle = self._store.idle_tasks(touched_before, MAX_TASKS_PER_RUN)
             limit = redelivery.max_receives
             out_of_receives = [t for t in idle if limit is not None and t.attempts >= limit]
             failed = self._fail(out_of_receives)

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -86,7 +87,8 @@ class SqsTaskQueue(TaskQueue):
     def redelivery_settings(self) -> RedeliverySettings:
         try:
             attributes = self._sqs.get_queue_attributes(
-                QueueUrl=self._queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
+                QueueUrl=self._queue_url,
+                AttributeNames=["VisibilityTimeout", "RedrivePolicy", "CreatedTimestamp"],
             )["Attributes"]
         except (BotoCoreError, ClientError) as e:
             raise DependencyUnavailable(f"SQS GetQueueAttributes failed: {e}") from e
@@ -95,6 +97,7 @@ class SqsTaskQueue(TaskQueue):
         return RedeliverySettings(
             visibility_timeout_s=int(attributes["VisibilityTimeout"]),
             max_receives=int(max_receives) if max_receives is not None else None,
+            created_at=datetime.fromtimestamp(int(attributes["CreatedTimestamp"]), UTC),
         )
 
     def _depth(self, queue_url: str) -> QueueDepth:

@@ -194,7 +194,8 @@ class TaskStoreContract:
         store.start_attempt(TaskMessage.of(done), "req-1")
         store.finish(done.id, {})
 
-        ids = {t.id for t in store.idle_tasks(600, 100_000)}
+        ten_minutes_ago = datetime.now(UTC) - timedelta(seconds=600)
+        ids = {t.id for t in store.idle_tasks(ten_minutes_ago, 100_000)}
 
         assert idle.id in ids
         assert not ids & {started.id, done.id, recent.id, pending.id}
@@ -207,7 +208,8 @@ class TaskStoreContract:
 
         store.mark_requeued([task.id])
 
-        assert task.id not in {t.id for t in store.idle_tasks(600, 100_000)}
+        ten_minutes_ago = datetime.now(UTC) - timedelta(seconds=600)
+        assert task.id not in {t.id for t in store.idle_tasks(ten_minutes_ago, 100_000)}
 
     def test_failing_unfinished_tasks_leaves_finished_ones(self, store: TaskStore) -> None:
         stuck, done = new_task(), new_task()

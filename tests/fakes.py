@@ -38,7 +38,8 @@ class InMemoryTaskQueue(TaskQueue):
         self.down = False  # every call fails, as when SQS does not answer
         self.dead_letters = 0
         self.in_flight = 0
-        self.settings = RedeliverySettings(visibility_timeout_s, max_receives)
+        created = datetime(2026, 1, 1, tzinfo=UTC)
+        self.settings = RedeliverySettings(visibility_timeout_s, max_receives, created)
         # Called before each message is sent: a test's hook into the middle of a send.
         self.before_each: Callable[[TaskMessage], None] | None = None
 
@@ -220,15 +221,14 @@ class InMemoryTaskStore(TaskStore):
         self._available()
         return len(self._unfinished())
 
-    def idle_tasks(self, idle_seconds: float, limit: int) -> list[Task]:
+    def idle_tasks(self, touched_before: datetime, limit: int) -> list[Task]:
         self._available()
-        since = datetime.now(UTC) - timedelta(seconds=idle_seconds)
 
         def last_touched(row: Task) -> datetime:
             moments = [row.accepted_at, row.started_at, self.requeued_at.get(row.id)]
             return max(m for m in moments if m is not None)
 
-        idle = [r for r in self._unfinished() if last_touched(r) < since]
+        idle = [r for r in self._unfinished() if last_touched(r) < touched_before]
         return sorted(idle, key=lambda r: r.accepted_at)[:limit]
 
     def mark_requeued(self, task_ids: Sequence[uuid.UUID]) -> None:

@@ -22,13 +22,12 @@ from burst.analysis import (
     seconds_after,
 )
 from burst.schedule import PlannedRequest
-from burst.sender import LATE_SECONDS, SendLog, Sent
+from burst.sender import LATE_SECONDS, TRANSPORT, SendLog, Sent
 from burst.settings import BurstSettings
 
 REPORT_VERSION = 1
 # Lateness above this at p95 means the sender pool, not the system, set the pace.
 CLIENT_LIMITED_P95_SECONDS = 0.1
-TRANSPORT_ERROR = "transport error"
 
 
 @dataclass
@@ -119,10 +118,33 @@ def sending_figures(obs: Observations) -> dict[str, Any]:
         "schedule_seconds": round(max((r.due for r in obs.planned), default=0.0), 3),
         "lateness_s": _rounded(lateness_figures, 1, 4),
         "late_requests": late,
+        "retries": retry_figures(sent),
         "late_threshold_s": LATE_SECONDS,
         # Spikes are due all at once: their lateness is the pool's pace, by design.
         "client_limited": client_limited,
     }
+
+
+def retry_figures(sent: Sequence[Sent]) -> dict[str, Any]:
+    """Requests answered 5xx or not at all, then sent again with the same idempotency keys:
+    how many, what the earlier attempts got, and how many still failed after the last one."""
+    retried = [s for s in sent if s.answer.retried]
+    earlier = collections.Counter(status for s in retried for status in s.answer.retried)
+    return {
+        "requests_retried": len(retried),
+        "extra_attempts": sum(len(s.answer.retried) for s in retried),
+        "earlier_answers": dict(sorted(earlier.items())),
+        "still_failing": sum(1 for s in sent if s.answer.retryable),
+    }
+
+
+def _retried(retries: Mapping[str, Any]) -> str:
+    if not retries["requests_retried"]:
+        return ""
+    return (
+        f"; {retries['requests_retried']} retried with the same keys after "
+        f"{_counts(retries['earlier_answers'])}, {retries['still_failing']} still failing"
+    )
 
 
 def build_report(obs: Observations) -> dict[str, Any]:
@@ -130,7 +152,7 @@ def build_report(obs: Observations) -> dict[str, Any]:
     sent = obs.log.sent
     first_send = min((s.sent_at for s in sent), default=0.0)
     requests_by_status = collections.Counter(
-        str(s.answer.status) if s.answer.status is not None else TRANSPORT_ERROR for s in sent
+        str(s.answer.status) if s.answer.status is not None else TRANSPORT for s in sent
     )
     rejected, transport = task_outcomes(sent)
     api_latency = [s.latency for s in sent if s.answer.status and 200 <= s.answer.status < 300]
@@ -285,7 +307,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         ("sent", f"{sending['sent_tasks']} of {sending['planned_tasks']} tasks in "
          f"{sending['sent_requests']} requests over {sending['seconds']:.1f} s ({rate})"),
         ("pace", pace),
-        ("requests", _counts(report["requests_by_status"])),
+        ("requests", _counts(report["requests_by_status"]) + _retried(sending["retries"])),
         ("accepted", f"{tasks['accepted']} tasks; not accepted: "
          f"{_counts(tasks['rejected_by_status'])}; transport errors: "
          f"{_counts(tasks['transport_errors'])}"),

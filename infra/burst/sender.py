@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import requests
@@ -18,6 +18,12 @@ from burst.schedule import PlannedRequest
 
 REQUEST_TIMEOUT_SECONDS = 30.0
 JSON_HEADERS = {"Content-Type": "application/json"}
+# A 5xx or a transport error says nothing certain of what the API kept, so the request is sent
+# again, unchanged: the same idempotency keys give each task once. The waits between attempts
+# (1 + 2 + 4 + 8 + 16 s) outlast API Gateway's 29-s limit, after which a retry takes over the
+# tasks of a request that died mid-way (chalicelib/service.py).
+RETRY_DELAYS_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0)
+TRANSPORT = "transport error"
 # A send this far behind schedule counts as late: a thread was not free when it was due.
 LATE_SECONDS = 0.05
 
@@ -46,6 +52,17 @@ class Answer:
     outcomes: tuple[str, ...] = ()
     task_ids: tuple[str | None, ...] = ()
     error: str | None = None  # a transport error, or a 2xx body that is not what the API sends
+    # The answers of the earlier attempts (a status, or "transport error"), when retried.
+    retried: tuple[str, ...] = ()
+
+    @property
+    def retryable(self) -> bool:
+        """A transport error or a 5xx: the API may have kept some, all or none of it."""
+        return self.status is None or self.status >= 500
+
+    @property
+    def attempts(self) -> int:
+        return len(self.retried) + 1
 
 
 @dataclass(frozen=True)
@@ -171,17 +188,36 @@ class ThreadSessions:
 
 class HttpSender:
     """POSTs planned requests to the API: one task to /tasks, several to /tasks/batch. Each
-    thread keeps its own requests.Session, so connections are reused."""
+    thread keeps its own requests.Session, so connections are reused. A 5xx or transport error
+    is retried with the same body (RETRY_DELAYS_SECONDS); the answer records every attempt."""
 
-    def __init__(self, api_url: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        retry_delays: Sequence[float] = RETRY_DELAYS_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._api = api_url
         self._timeout = timeout
+        self._retry_delays = tuple(retry_delays)
+        self._sleep = sleep
         self._sessions = ThreadSessions()
 
     def _session(self) -> requests.Session:
         return self._sessions.get()
 
     def __call__(self, request: PlannedRequest) -> Answer:
+        earlier: list[str] = []
+        for delay in (*self._retry_delays, None):
+            answer = self._attempt(request)
+            if not answer.retryable or delay is None:
+                return replace(answer, retried=tuple(earlier))
+            earlier.append(TRANSPORT if answer.status is None else str(answer.status))
+            self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def _attempt(self, request: PlannedRequest) -> Answer:
         batch = len(request.tasks) > 1
         url = f"{self._api}tasks/batch" if batch else f"{self._api}tasks"
         body = {"tasks": list(request.tasks)} if batch else request.tasks[0]

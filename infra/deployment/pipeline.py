@@ -2,21 +2,28 @@
 
 deploy: the infrastructure stack (CloudFormation) -> database migrations -> the stack's outputs
 and the local cloud's coordinates into the stage's environment in .chalice/config.json ->
-`chalice deploy` -> what Chalice cannot set on the SQS mapping (ReportBatchItemFailures) -> the
-dashboard's site into its bucket -> the local URLs in endpoints.json.
+`chalice deploy` -> what Chalice cannot set on the SQS mapping (ReportBatchItemFailures) -> one
+run of the reconciler (tasks whose messages a restarted local cloud lost are sent again now,
+not at its next scheduled minute) -> the dashboard's site into its bucket -> the local URLs in
+endpoints.json.
 Every step is idempotent, so a redeploy after a code change only redoes what changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
 
 from chalicelib import settings as app_settings
 from chalicelib.errors import SettingMissing
@@ -29,6 +36,7 @@ from localcloud.settings import EVENT_SOURCE_MAPPING_METRICS_NAMESPACE, Settings
 logger = logging.getLogger(__name__)
 
 WORKER = "worker"  # the SQS-triggered function's name in app.py
+RECONCILER = "reconciler"  # the scheduled function that resends what the queue lost
 VISIBILITY_PER_TIMEOUT = 6  # AWS: queue visibility timeout >= 6 x the function's timeout
 MAX_RECEIVE_COUNT = 5
 # The stack's outputs, as the functions' environment variables (chalicelib/settings.py).
@@ -72,6 +80,7 @@ def check_stage_settings(project: Path, stage: str) -> None:
     try:
         # The queue's name comes from the stack, later: any name does for this check.
         app_settings.WorkerTrigger.from_env({app_settings.TASK_QUEUE_NAME: "-", **environment})
+        app_settings.Backoff.from_env(environment)
     except SettingMissing as e:
         raise DeployError(f"{chalice_stage.config_path(project)}, stage {stage!r}: {e}") from e
 
@@ -157,8 +166,8 @@ def deploy(
         logger.info("stack outputs written to the stage's environment in .chalice/config.json")
 
     deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
-    if record and "api" not in running and deployed_record.exists():
-        # endpoints.json is rewritten by every `up`: LocalStack kept nothing Chalice recorded.
+    if deployed_record.exists() and not recorded_api_exists(running, deployed_record):
+        # A restarted LocalStack kept nothing of what Chalice recorded: deploy afresh.
         logger.info("forgetting %s: it describes an earlier LocalStack", deployed_record)
         deployed_record.unlink()
     with _step(timings, f"chalice deploy --stage {stage}"):
@@ -168,6 +177,13 @@ def deploy(
         enable_partial_batch_responses(
             client_for_running(running, "lambda"), deployed.event_source_mappings[WORKER]
         )
+
+    with _step(timings, "reconciler: resend what the queue lost"):
+        reconciled = run_reconciler(
+            client_for_running(running, "lambda"),
+            chalice_stage.function_name(project, stage, RECONCILER),
+        )
+        logger.info("reconciled: %s", reconciled)
 
     with _step(timings, "dashboard site"):
         uploaded = dashboard_site.upload_site(
@@ -199,6 +215,21 @@ def deploy(
     return StageDeployment(deployed, outputs, applied, website_url, timings)
 
 
+def recorded_api_exists(running: dict[str, Any], deployed_record: Path) -> bool:
+    """Whether the REST API in Chalice's record of a deploy exists in this LocalStack."""
+    resources = json.loads(deployed_record.read_text()).get("resources", [])
+    ids = [r["rest_api_id"] for r in resources if r.get("resource_type") == "rest_api"]
+    if not ids:
+        return False
+    try:
+        client_for_running(running, "apigateway").get_rest_api(restApiId=ids[0])
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "NotFoundException":
+            return False
+        raise
+    return True
+
+
 def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict[str, str]:
     """What the app needs to know of where it runs, in AWS's terms: its worker's name (as
     Chalice names functions), the dashboard's origin (CORS), and where the trigger's gauges are
@@ -210,6 +241,31 @@ def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict
             EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
         ),
     }
+
+
+def run_reconciler(lambda_client: Any, function_name: str) -> dict[str, Any]:
+    """Invoke the reconciler once, with the event its schedule sends (EventBridge's
+    "Scheduled Event"), and return what it did; a failed run stops the deploy."""
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": lambda_client.meta.region_name,
+        "resources": [],
+        "detail": {},
+    }
+    answer = lambda_client.invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+    payload = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError"):
+        raise DeployError(
+            f"the reconciler {function_name} failed: {payload}; see its log "
+            "(scripts/localcloud logs) and fix, then redeploy"
+        )
+    result: dict[str, Any] = payload
+    return result
 
 
 def enable_partial_batch_responses(lambda_client: Any, mapping_uuid: str) -> None:
