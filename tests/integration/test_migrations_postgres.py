@@ -23,6 +23,9 @@ from psycopg.conninfo import make_conninfo
 from deployment import migrations
 from deployment.migrations import MigrationError
 
+PROJECT_VERSIONS = [m.version for m in migrations.discover_migrations()]
+NEXT_VERSION = f"{int(PROJECT_VERSIONS[-1]) + 1:04d}"  # the number a new migration would take
+
 
 @pytest.fixture
 def schema(database_conninfo: str) -> Iterator[str]:
@@ -56,9 +59,10 @@ def test_applying_twice_applies_once(conninfo: str) -> None:
     first = migrations.apply_migrations(conninfo)
     second = migrations.apply_migrations(conninfo)
 
-    assert first == ["0001"]
+    assert first == PROJECT_VERSIONS and first[0] == "0001"
     assert second == []
-    assert [v for (v,) in query(conninfo, "SELECT version FROM schema_migrations")] == ["0001"]
+    applied = query(conninfo, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in applied] == PROJECT_VERSIONS
 
 
 def test_the_tasks_table_has_its_indexes(conninfo: str, schema: str) -> None:
@@ -75,6 +79,7 @@ def test_the_tasks_table_has_its_indexes(conninfo: str, schema: str) -> None:
         "tasks_status_idx",
         "tasks_accepted_at_idx",
         "tasks_finished_at_idx",
+        "tasks_unfinished_idx",
     }
     with pytest.raises(psycopg.errors.CheckViolation):
         query(
@@ -86,9 +91,11 @@ def test_the_tasks_table_has_its_indexes(conninfo: str, schema: str) -> None:
 
 def test_a_new_migration_is_applied_after_the_applied_ones(conninfo: str, directory: Path) -> None:
     migrations.apply_migrations(conninfo, directory)
-    (directory / "0002_add_priority.sql").write_text("ALTER TABLE tasks ADD priority integer;")
+    (directory / f"{NEXT_VERSION}_add_priority.sql").write_text(
+        "ALTER TABLE tasks ADD priority integer;"
+    )
 
-    assert migrations.apply_migrations(conninfo, directory) == ["0002"]
+    assert migrations.apply_migrations(conninfo, directory) == [NEXT_VERSION]
     assert query(conninfo, "SELECT priority FROM tasks") == []
 
 
@@ -102,14 +109,16 @@ def test_an_edited_applied_migration_is_refused(conninfo: str, directory: Path) 
 
 
 def test_a_failing_migration_leaves_nothing_behind(conninfo: str, directory: Path) -> None:
-    (directory / "0002_broken.sql").write_text(
+    migrations.apply_migrations(conninfo, directory)
+    (directory / f"{NEXT_VERSION}_broken.sql").write_text(
         "ALTER TABLE tasks ADD priority integer;\nALTER TABLE no_such_table ADD x integer;"
     )
 
-    with pytest.raises(MigrationError, match="0002_broken.sql failed and was rolled back"):
+    with pytest.raises(MigrationError, match=f"{NEXT_VERSION}_broken.sql failed and was rolled"):
         migrations.apply_migrations(conninfo, directory)
 
-    assert query(conninfo, "SELECT version FROM schema_migrations") == [("0001",)]
+    applied = query(conninfo, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in applied] == PROJECT_VERSIONS
     columns = query(
         conninfo,
         "SELECT column_name FROM information_schema.columns "
@@ -129,4 +138,4 @@ def test_concurrent_deploys_apply_once(conninfo: str) -> None:
         futures = [pool.submit(deploy) for _ in range(2)]
         results = [future.result(timeout=60) for future in futures]
 
-    assert sorted(results) == [[], ["0001"]]
+    assert sorted(results) == [[], PROJECT_VERSIONS]
