@@ -18,9 +18,12 @@ When to publish is the caller's choice of `min_flush_interval_s`:
   is published on its next thaw (by the timer or the next request), or lost if Lambda retires
   the frozen environment: at most about one second of one environment's counts.
 
-A failed PutMetricData never fails the request or the batch: it is logged (one line) and its
-data dropped. botocore has already retried it by then (CLIENT_CONFIG), and keeping data for a
-later retry would hold a batch CloudWatch may never accept; memory stays bounded either way."""
+A failed PutMetricData never fails the request or the batch, and its data is not dropped: it
+goes back into the buffer, merged with what was recorded since, and is published with the next
+publish (a timer tries again RETRY_AFTER_S later), so under load the metrics arrive late, not
+short. The buffer stays bounded (MAX_PENDING_VALUES). The price of never losing a datum: a call
+that timed out after CloudWatch had taken it is sent again and counted twice; a read timeout of
+a few seconds and no botocore retry make that rare, where a retried timeout is common."""
 
 from __future__ import annotations
 
@@ -53,11 +56,12 @@ MAX_PENDING_VALUES = 50_000
 HIGH_RESOLUTION = 1  # StorageResolution: per-second metrics, as a scaling demo needs
 
 # The API publishes inside a request: a CloudWatch outage may cost that request at most about
-# 1 s to connect + 2 s to answer, twice (one retry), instead of botocore's 60 s timeouts and
-# three attempts. A throttled call is retried once too (standard mode), then dropped.
+# 1 s to connect + 3 s to answer, instead of botocore's 60 s timeouts and three attempts. One
+# attempt: a failed publish is kept and tried again by this module (RETRY_AFTER_S), never lost.
 CLIENT_CONFIG = Config(
-    connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2, "mode": "standard"}
+    connect_timeout=1, read_timeout=3, retries={"total_max_attempts": 1, "mode": "standard"}
 )
+RETRY_AFTER_S = 2.0
 
 Action = Callable[[], None]
 Scheduler = Callable[[float, Action], None]
@@ -171,18 +175,42 @@ class CloudWatchMetrics(Metrics):
             try:
                 self._cloudwatch.put_metric_data(Namespace=self._namespace, MetricData=chunk)
             except Exception as e:
-                # Best effort by design: no error of the metrics sink (a botocore error, or a
-                # refusal of the data) may fail a request or a batch. CloudWatch is likely down:
-                # the rest of this publish is dropped too rather than wait on it again.
-                dropped = sum(len(unsent) for unsent in chunks[sent:])
+                # No error of the metrics sink (a botocore error, a refusal of the data) may
+                # fail a request or a batch. CloudWatch is likely overloaded or down: the rest
+                # of this publish waits for the next one rather than on it again now.
+                unsent = [datum for rest in chunks[sent:] for datum in rest]
+                kept = self._keep_for_later(unsent)
                 logger.warning(
-                    "PutMetricData to %s failed, %d datums dropped: %s: %s",
+                    "PutMetricData to %s failed (%s: %s): %d datums kept for the next publish%s",
                     self._namespace,
-                    dropped,
                     type(e).__name__,
                     e,
+                    len(unsent),
+                    "" if kept else "; the buffer is full, some samples were dropped",
                 )
                 return
+
+    def _keep_for_later(self, datums: list[dict[str, Any]]) -> bool:
+        """Put unsent datums back into the buffer and arm the retry timer. False when the
+        buffer had no room for all of them (counted as dropped)."""
+        with self._lock:
+            for datum in datums:
+                series = _Series(
+                    int(datum["Timestamp"].timestamp()), datum["MetricName"], datum["Unit"]
+                )
+                counts = self._pending.setdefault(series, Counter())
+                for value, count in zip(datum["Values"], datum["Counts"], strict=True):
+                    if value not in counts:
+                        if self._pending_values >= self._max_pending_values:
+                            self._dropped_samples += int(count)
+                            continue
+                        self._pending_values += 1
+                    counts[value] += int(count)
+            all_kept = self._dropped_samples == 0
+            if not self._timer_armed:
+                self._timer_armed = True
+                self._schedule(RETRY_AFTER_S, self._on_timer)
+        return all_kept
 
     def _datums(self, pending: Pending) -> list[dict[str, Any]]:
         datums = []

@@ -17,10 +17,9 @@ import boto3
 import pytest
 from aws_lambda_powertools import Logger
 from botocore.exceptions import EndpointConnectionError
-from botocore.stub import Stubber
 from moto import mock_aws
 
-from chalicelib.cloudwatch_metrics import CloudWatchMetrics, start_daemon_timer
+from chalicelib.cloudwatch_metrics import RETRY_AFTER_S, CloudWatchMetrics, start_daemon_timer
 from chalicelib.model import TaskRequest
 from chalicelib.service import TaskService
 from chalicelib.task_types import TaskRunner
@@ -367,55 +366,49 @@ def test_the_default_timer_publishes_what_was_held_back(
 # --- failures never reach the caller ---------------------------------------------------------
 
 
-def test_a_refused_publish_is_logged_in_one_line_and_its_data_dropped(
+def fail_first_calls(cloudwatch: Any, failures: int, error: Exception) -> list[int]:
+    """PutMetricData raises `error` on its first `failures` calls; returns the attempts made."""
+    attempts: list[int] = []
+
+    def maybe_fail(**kwargs: Any) -> None:
+        attempts.append(1)
+        if len(attempts) <= failures:
+            raise error
+
+    cloudwatch.meta.events.register("before-call.cloudwatch.PutMetricData", maybe_fail)
+    return attempts
+
+
+def test_a_failed_publish_is_kept_and_sent_with_the_next_one(
     cloudwatch: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    metrics = sink(cloudwatch)
+    timers: list[float] = []
+    metrics = sink(cloudwatch, schedule=lambda delay, action: timers.append(delay))
+    fail_first_calls(cloudwatch, 1, EndpointConnectionError(endpoint_url="https://cw.example"))
     metrics.add("TasksAccepted", 1, "Count", at=T0)
-    with Stubber(cloudwatch) as stub:
-        stub.add_client_error("put_metric_data", "Throttling", "Rate exceeded", 400)
-        stub.add_response(
-            "put_metric_data",
-            {},
-            {
-                "Namespace": NAMESPACE,
-                "MetricData": [
-                    {
-                        "MetricName": "TasksRetried",
-                        "Dimensions": DIMENSIONS,
-                        "Timestamp": T0,
-                        "Unit": "Count",
-                        "StorageResolution": 1,
-                        "Values": [1.0],
-                        "Counts": [1.0],
-                    }
-                ],
-            },
-        )
 
-        with caplog.at_level(logging.WARNING, logger="chalicelib"):
-            metrics.flush()  # does not raise
-        metrics.add("TasksRetried", 1, "Count", at=T0)
-        metrics.flush()  # only the new sample: the refused one was dropped
+    with caplog.at_level(logging.WARNING, logger="chalicelib"):
+        metrics.flush()  # does not raise
+    metrics.add("TasksAccepted", 1, "Count", at=T0)
+    metrics.add("TasksRetried", 1, "Count", at=T0)
+    metrics.flush()
 
-        stub.assert_no_pending_responses()
+    # Delayed, not lost: both TasksAccepted samples arrive, with the later one.
+    assert statistics(cloudwatch, "TasksAccepted")["Sum"] == 2
+    assert statistics(cloudwatch, "TasksRetried")["Sum"] == 1
+    assert timers == [RETRY_AFTER_S]  # a retry is armed in case no later flush comes
     [line] = [r for r in caplog.records if r.name == "chalicelib.cloudwatch_metrics"]
     assert line.levelno == logging.WARNING
-    assert "PutMetricData to ServerlessScaling failed, 1 datums dropped" in line.getMessage()
-    assert "Throttling" in line.getMessage()
+    assert "1 datums kept for the next publish" in line.getMessage()
+    assert "EndpointConnectionError" in line.getMessage()
 
 
 def test_an_unreachable_cloudwatch_costs_one_attempt_per_flush_not_one_per_chunk(
     cloudwatch: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    attempts: list[int] = []
-
-    def unreachable(**kwargs: Any) -> None:
-        attempts.append(1)
-        raise EndpointConnectionError(endpoint_url="https://monitoring.example")
-
-    cloudwatch.meta.events.register("before-call.cloudwatch.PutMetricData", unreachable)
-    metrics = sink(cloudwatch)
+    error = EndpointConnectionError(endpoint_url="https://monitoring.example")
+    attempts = fail_first_calls(cloudwatch, 10, error)
+    metrics = sink(cloudwatch, schedule=lambda delay, action: None)
     for second in range(2500):
         metrics.add("TasksProcessed", 1, "Count", at=T0 + timedelta(seconds=second))
 
@@ -424,7 +417,24 @@ def test_an_unreachable_cloudwatch_costs_one_attempt_per_flush_not_one_per_chunk
 
     assert len(attempts) == 1
     [line] = [r for r in caplog.records if r.name == "chalicelib.cloudwatch_metrics"]
-    assert "2500 datums dropped: EndpointConnectionError" in line.getMessage()
+    assert "2500 datums kept for the next publish" in line.getMessage()
+
+
+def test_what_a_failed_publish_kept_still_fits_the_bounded_buffer(
+    cloudwatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = sink(cloudwatch, max_pending_values=3, schedule=lambda delay, action: None)
+    fail_first_calls(cloudwatch, 1, EndpointConnectionError(endpoint_url="https://cw.example"))
+    for latency_ms in (10, 20, 30):
+        metrics.add("EndToEndLatency", latency_ms, "Milliseconds", at=T0)
+    metrics.flush()  # fails: the three values go back
+    metrics.add("EndToEndLatency", 40, "Milliseconds", at=T0)  # no room left
+
+    with caplog.at_level(logging.WARNING, logger="chalicelib"):
+        metrics.flush()
+
+    assert statistics(cloudwatch, "EndToEndLatency")["SampleCount"] == 3
+    assert "1 samples were dropped" in caplog.text
 
 
 def test_the_buffer_is_bounded_and_says_what_it_dropped(
@@ -473,5 +483,5 @@ def test_the_wiring_publishes_to_the_configured_namespace_with_short_timeouts(
     deps.metrics.flush()  # the first flush publishes at once
 
     assert statistics(cloudwatch, "TasksAccepted")["Sum"] == 1
-    assert deps.cloudwatch.meta.config.read_timeout == 2
-    assert deps.cloudwatch.meta.config.retries["total_max_attempts"] == 2
+    assert deps.cloudwatch.meta.config.read_timeout == 3
+    assert deps.cloudwatch.meta.config.retries["total_max_attempts"] == 1
