@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from chalicelib.errors import DependencyUnavailable, SettingMissing
-from chalicelib.model import Admission, Attempt, NewTask, Task, TaskMessage
+from chalicelib.model import FINAL_STATUSES, Admission, Attempt, NewTask, Task, TaskMessage
 from chalicelib.ports import TaskStore
 
 logger = logging.getLogger(__name__)
@@ -216,20 +216,27 @@ class PostgresTaskStore(TaskStore):
     # --- the worker's side
     def start_attempt(self, message: TaskMessage, worker_request_id: str) -> Attempt:
         def work(conn: Connection) -> Attempt:
-            started = conn.execute(
-                "UPDATE tasks SET status = 'running', attempts = attempts + 1, "
-                "started_at = clock_timestamp(), worker_request_id = %s "
-                f"WHERE id = %s AND {UNFINISHED} RETURNING id",
-                (worker_request_id, message.task_id),
-            ).fetchone()
-            if started is not None:
-                return Attempt.STARTED
-            # The rare path: a redelivery, a request still running, or a withdrawn task.
-            row = conn.execute("SELECT status FROM tasks WHERE id = %s", (message.task_id,))
-            found = row.fetchone()
-            if found is None:
-                return Attempt.NOT_ACCEPTED
-            return Attempt.UNCOMMITTED if found["status"] == "pending" else Attempt.FINISHED
+            # Twice at most: the API may commit the task between the update and the select.
+            for _ in range(2):
+                started = conn.execute(
+                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, "
+                    "started_at = clock_timestamp(), worker_request_id = %s "
+                    f"WHERE id = %s AND {UNFINISHED} RETURNING id",
+                    (worker_request_id, message.task_id),
+                ).fetchone()
+                if started is not None:
+                    return Attempt.STARTED
+                # The rare path: a redelivery, a request still running, or a withdrawn task.
+                found = conn.execute(
+                    "SELECT status FROM tasks WHERE id = %s", (message.task_id,)
+                ).fetchone()
+                if found is None:
+                    return Attempt.NOT_ACCEPTED
+                if found["status"] == "pending":
+                    return Attempt.UNCOMMITTED
+                if found["status"] in FINAL_STATUSES:
+                    return Attempt.FINISHED
+            return Attempt.UNCOMMITTED  # committed meanwhile, twice: come back shortly
 
         return self._run(work)
 
