@@ -27,9 +27,9 @@ from burst.settings import BurstSettings, check, check_loopback, problems
         ({"threads": 500}, "--threads"),
         ({"max_seconds": 86_400}, "--max-seconds"),
         ({"drain_seconds": -1}, "--drain-seconds"),
-        ({"sleep_ms": 60_000}, "--ms"),
-        ({"cpu_rounds": 0}, "--rounds"),
-        ({"failure_rate": 1.5}, "--failure-rate"),
+        ({"payload_options": {"sleep_ms": 60_000}}, "--ms 60000"),
+        ({"payload_options": {"cpu_rounds": 0}}, "--rounds 0"),
+        ({"payload_options": {"failure_rate": 1.5}}, "--failure-rate 1.5"),
         ({"task_type": "teleport"}, "--type 'teleport'"),
         ({"profile": "sawtooth"}, "--profile 'sawtooth'"),
         ({"duration": 200, "max_seconds": 100}, "raise --max-seconds or shorten --duration"),
@@ -93,7 +93,7 @@ def test_the_command_line_maps_onto_the_settings() -> None:
     settings = burst_settings.from_args(args)
 
     assert (settings.profile, settings.count, settings.task_type) == ("ramp", 40, "sleep")
-    assert (settings.sleep_ms, settings.batch) == (5, 10)
+    assert (settings.payload_options["sleep_ms"], settings.batch) == (5, 10)
 
 
 def test_a_preset_changes_the_defaults_and_options_still_win() -> None:
