@@ -91,7 +91,8 @@ def _schemas() -> dict[str, JsonSchema]:
             "additionalProperties": False,
         },
         "IdempotencyKey": {
-            "type": "string",
+            # null is no key, as is an absent one
+            "type": ["string", "null"],
             "description": "Printable: no control characters, no separator but the space.",
             "minLength": 1,
             "maxLength": validation.MAX_IDEMPOTENCY_KEY_LENGTH,
