@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import collections
 import json
+import string
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from burst.cloud import database
 from chalicelib import openapi, validation
+from chalicelib.dashboard import MetricsWindow
+from chalicelib.errors import InvalidRequest
 from chalicelib.task_types import TASK_TYPES
 from tests.e2e.conftest import Stage
 from tests.polling import wait_for
@@ -426,6 +429,28 @@ def invalid_task_ids(draw: st.DrawFn) -> Probe:
     return Probe("invalid task ids", "GET", path, None, None, statuses, names)
 
 
+def window_refused(query: dict[str, str]) -> bool:
+    try:
+        MetricsWindow.parse(query)
+    except InvalidRequest:
+        return True
+    return False
+
+
+@st.composite
+def bad_metrics_windows(draw: st.DrawFn) -> Probe:
+    """GET /metrics with a parameter it does not know or a value out of its range, digits
+    that are not ASCII among them: 400 naming the parameter."""
+    name = draw(st.sampled_from(["minutes", "period"]) | st.text(string.ascii_letters, min_size=1))
+    odd = ["\N{SUPERSCRIPT TWO}", "\N{ARABIC-INDIC DIGIT ONE}", "0", "181", "-1", "7", "1.5", "1e2"]
+    value = draw(st.sampled_from(odd) | st.integers(-(10**6), 10**6).map(str) | st.text(min_size=1))
+    query = {name: value}
+    assume(window_refused(query))
+    return Probe(
+        "bad metrics windows", "GET", f"metrics?{urlencode(query)}", None, None, names=f"{name}: "
+    )
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 OUR_CASES: list[tuple[st.SearchStrategy[Probe], int]] = [
@@ -436,6 +461,7 @@ OUR_CASES: list[tuple[st.SearchStrategy[Probe], int]] = [
     (batch_wrong(), 60),
     (at_and_over_the_byte_limits(), 40),
     (invalid_task_ids(), 100),
+    (bad_metrics_windows(), 60),
 ]
 SCHEMATHESIS_CASES = [
     ("/tasks", "POST", 250),
@@ -503,7 +529,8 @@ def test_a_thousand_malformed_requests_are_refused_naming_the_problem_and_change
     seconds = time.monotonic() - started
 
     print(f"fuzz: {sum(fuzz.sent.values())} cases in {seconds:.1f} s: {dict(fuzz.sent)}")
-    assert fuzz.failures[:MAX_FAILURES_SHOWN] == [], f"{len(fuzz.failures)} cases answered wrong"
+    wrong = "\n".join(fuzz.failures[:MAX_FAILURES_SHOWN])
+    assert not fuzz.failures, f"{len(fuzz.failures)} cases answered wrong, e.g.:\n{wrong}"
     assert sum(fuzz.sent.values()) >= CASES_AT_LEAST
     assert tasks_and_messages(stage) == settled  # no row kept, no message enqueued
     assert seconds < FUZZ_SECONDS_AT_MOST
