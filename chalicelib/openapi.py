@@ -166,19 +166,21 @@ def _submit(schema: str, accepted: str, summary: str) -> dict[str, Any]:
     }
 
 
-def _read(summary: str, description: str, **extra: Any) -> dict[str, Any]:
-    responses = {"200": _json({"type": "object"}, description), **extra.pop("responses", {})}
-    return {"get": {"summary": summary, "responses": responses, **extra}}
+def _read(
+    summary: str,
+    description: str,
+    errors: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    responses = {"200": _json({"type": "object"}, description), **(errors or {})}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
 
 
-def _paths() -> dict[str, Any]:
-    task_id = {
-        "name": "task_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "format": "uuid"},
-    }
-    window = [
+def _metrics_window() -> list[dict[str, Any]]:
+    return [
         {
             "name": "minutes",
             "in": "query",
@@ -191,9 +193,20 @@ def _paths() -> dict[str, Any]:
         },
         {"name": "period", "in": "query", "schema": {"enum": list(PERIODS), "default": 1}},
     ]
+
+
+def _paths() -> dict[str, Any]:
+    task_id = {
+        "name": "task_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
     return {
         "/tasks": _submit("Task", "Submission", "Submit one task."),
-        "/tasks/batch": _submit("Batch", "BatchSubmission", "Submit 1 to 100 tasks at once."),
+        "/tasks/batch": _submit(
+            "Batch", "BatchSubmission", f"Submit 1 to {validation.MAX_BATCH_TASKS} tasks at once."
+        ),
         "/tasks/{task_id}": {
             "get": {
                 "summary": "One task's row.",
@@ -204,19 +217,14 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
-        "/status": _read(
-            "Queue depths and tasks by status.", "The status.", responses=_errors("503")
-        ),
+        "/status": _read("Queue depths and tasks by status.", "The status.", _errors("503")),
         "/metrics": _read(
-            "The dashboard's data.",
-            "Every series.",
-            parameters=window,
-            responses=_errors("400", "503"),
+            "The dashboard's data.", "Every series.", _errors("400", "503"), _metrics_window()
         ),
         "/health": _read(
             "Whether SQS and PostgreSQL answer.",
             "Both answer.",
-            responses={"503": _json({"type": "object"}, "One did not.")},
+            {"503": _json({"type": "object"}, "One did not.")},
         ),
         "/whoami": _read("Which execution environment answered.", "The environment."),
         "/openapi.json": _read("This document.", "OpenAPI 3.1."),

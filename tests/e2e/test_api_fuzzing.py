@@ -197,64 +197,83 @@ unstorable_values = st.one_of(
 valid_tasks = st.sampled_from(VALID_TASKS).map(lambda task: json.loads(json.dumps(task)))
 
 
+# One thing wrong in a valid task: each mutation changes the task in place and returns the
+# start of the message that must name it.
+Mutation = Callable[[st.DrawFn, dict[str, Any]], str]
+
+
+def no_type(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    del item["type"]
+    return "type: must be one of"
+
+
+def unknown_type(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    item["type"] = draw(texts.filter(lambda t: t not in TASK_TYPES))
+    return "type: must be one of"
+
+
+def type_not_a_string(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    not_strings = scalars.filter(lambda v: not isinstance(v, str))
+    item["type"] = draw(not_strings | st.lists(st.sampled_from(list(TASK_TYPES)), max_size=2))
+    return "type: must be one of"
+
+
+def unknown_field(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    name = draw(texts.filter(lambda n: n not in validation.TASK_FIELDS))
+    item[name] = draw(scalars | texts)
+    return f"{name}: unknown field"
+
+
+def payload_not_an_object(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    item["payload"] = draw(scalars | st.lists(scalars, max_size=3))
+    return "payload: must be a JSON object"
+
+
+def bad_idempotency_key(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    item["idempotency_key"] = draw(bad_idempotency_keys)
+    return "idempotency_key: must be a printable string"
+
+
+def unstorable_payload(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    item.update(type="echo", payload={"deep": draw(unstorable_values)})
+    return "payload.deep"
+
+
+def field_value_refused(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    payload_field = draw(st.sampled_from(TASK_TYPES[item["type"]].fields))
+    values = scalars | huge_numbers | texts | st.lists(scalars, max_size=2)
+    item["payload"][payload_field.name] = draw(
+        values.filter(lambda v: not payload_field.accepts(v))
+    )
+    return f"payload.{payload_field.name}: {payload_field.rule}"
+
+
+def unknown_payload_field(draw: st.DrawFn, item: dict[str, Any]) -> str:
+    known = {f.name for f in TASK_TYPES[item["type"]].fields}
+    name = draw(texts.filter(lambda n: n not in known))
+    item["payload"][name] = draw(scalars)
+    return f"payload.{name}: unknown field"
+
+
+MUTATIONS: list[Mutation] = [
+    no_type,
+    unknown_type,
+    type_not_a_string,
+    unknown_field,
+    payload_not_an_object,
+    bad_idempotency_key,
+    unstorable_payload,
+]
+CLOSED_PAYLOAD_MUTATIONS: list[Mutation] = [field_value_refused, unknown_payload_field]
+
+
 @st.composite
 def one_field_wrong(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     """A valid task with one thing wrong, and the start of the message that must name it."""
     item = draw(valid_tasks)
-    task_type = TASK_TYPES[item["type"]]
-    closed = [f for f in task_type.fields] if not task_type.open_payload else []
-    mutation = draw(
-        st.sampled_from(
-            [
-                "no type",
-                "unknown type",
-                "type not a string",
-                "unknown field",
-                "payload not an object",
-                "idempotency key",
-                "unstorable payload",
-                *(["field value", "payload field"] if closed else []),
-            ]
-        )
-    )
-    if mutation == "no type":
-        del item["type"]
-        return item, "type: must be one of"
-    if mutation == "unknown type":
-        item["type"] = draw(texts.filter(lambda t: t not in TASK_TYPES))
-        return item, "type: must be one of"
-    if mutation == "type not a string":
-        item["type"] = draw(
-            scalars.filter(lambda v: not isinstance(v, str))
-            | st.lists(st.sampled_from(list(TASK_TYPES)), max_size=2)
-        )
-        return item, "type: must be one of"
-    if mutation == "unknown field":
-        name = draw(texts.filter(lambda n: n not in validation.TASK_FIELDS))
-        item[name] = draw(scalars | texts)
-        return item, f"{name}: unknown field"
-    if mutation == "payload not an object":
-        item["payload"] = draw(
-            scalars.filter(lambda v: v is not None) | st.lists(scalars, max_size=3) | st.none()
-        )
-        return item, "payload: must be a JSON object"
-    if mutation == "idempotency key":
-        item["idempotency_key"] = draw(bad_idempotency_keys)
-        return item, "idempotency_key: must be a printable string"
-    if mutation == "unstorable payload":
-        item = {"type": "echo", "payload": {"deep": draw(unstorable_values)}}
-        return item, "payload.deep"
-    payload_field = draw(st.sampled_from(closed))
-    if mutation == "field value":
-        item["payload"][payload_field.name] = draw(
-            (scalars | huge_numbers | texts | st.lists(scalars, max_size=2)).filter(
-                lambda v: not payload_field.accepts(v)
-            )
-        )
-        return item, f"payload.{payload_field.name}: {payload_field.rule}"
-    name = draw(texts.filter(lambda n: n not in {f.name for f in closed}))
-    item["payload"][name] = draw(scalars)
-    return item, f"payload.{name}: unknown field"
+    closed = not TASK_TYPES[item["type"]].open_payload
+    mutate = draw(st.sampled_from(MUTATIONS + (CLOSED_PAYLOAD_MUTATIONS if closed else [])))
+    return item, mutate(draw, item)
 
 
 def not_a_json_object(raw: bytes) -> bool:
