@@ -21,7 +21,7 @@ from chalice import (
 )
 from chalice.app import CloudWatchEvent, Rate, Request, SQSEvent
 
-from chalicelib import runtime_info, validation
+from chalicelib import openapi, runtime_info, validation
 from chalicelib.dashboard import MetricsWindow
 from chalicelib.errors import (
     DependencyUnavailable,
@@ -187,6 +187,12 @@ def health() -> Response:
 def whoami() -> dict[str, str]:
     """Which execution environment answered: the no-op route benchmarks compare against."""
     return runtime_info.describe_environment()
+
+
+@app.route("/openapi.json")
+def openapi_document() -> dict[str, Any]:
+    """The API described as OpenAPI 3.1, from the task-type registry (chalicelib/openapi.py)."""
+    return openapi.document()
 
 
 @app.lambda_function(name="whoami")

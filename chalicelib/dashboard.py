@@ -68,7 +68,9 @@ def _int_parameter(query: Mapping[str, str], name: str, default: int, low: int, 
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() holds for '²', which int() refuses (a 500), and for
+    # '١', which int() reads as 1.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise InvalidRequest(name, f"must be a whole number from {low} to {high}, not {raw!r}")
     return int(raw)
 

@@ -4,8 +4,9 @@ TaskRequests, or rejected with the field that is wrong. Validation is all or not
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from chalicelib.errors import InvalidRequest, RequestTooLarge
 from chalicelib.model import TaskRequest
@@ -17,7 +18,17 @@ MAX_TASK_BYTES = 16 * 1024
 MAX_BATCH_TASKS = 100
 MAX_BATCH_BYTES = MAX_BATCH_TASKS * MAX_TASK_BYTES
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
+# Deeper than any payload a task needs, far shallower than what overflows a parser's stack.
+MAX_PAYLOAD_DEPTH = 32
 TASK_FIELDS = {"type", "payload", "idempotency_key"}
+# What a text or jsonb column refuses (U+0000; a lone surrogate, which Python's json lets
+# through from a "\ud800" escape): refused here, before anything is stored.
+UNSTORABLE_CHARACTERS = "U+0000 or a lone surrogate (U+D800 to U+DFFF)"
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    # Python's json reads NaN, Infinity and -Infinity; JSON has no such values.
+    raise ValueError(f"{name} is not JSON")
 
 
 def _json_object(raw: str | bytes, limit: int) -> dict[str, Any]:
@@ -28,12 +39,39 @@ def _json_object(raw: str | bytes, limit: int) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidRequest("body", "empty; send a JSON object")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError as e:
+        raise InvalidRequest("body", "nested too deeply to be a task") from e
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
         raise InvalidRequest("body", f"not valid JSON ({e})") from e
     if not isinstance(body, dict):
         raise InvalidRequest("body", f"must be a JSON object, not {type(body).__name__}")
     return body
+
+
+def _storable_string(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
+    """A payload is stored as jsonb and sent as JSON: every number finite, every string and
+    key storable, nested at most MAX_PAYLOAD_DEPTH levels."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(where, "must be a finite number (this one overflows a double)")
+    if isinstance(value, str) and not _storable_string(value):
+        raise InvalidRequest(where, f"must not contain {UNSTORABLE_CHARACTERS}")
+    if not isinstance(value, dict | list):
+        return
+    if depth >= MAX_PAYLOAD_DEPTH:
+        raise InvalidRequest(where, f"nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{where}[{index}]", depth + 1)
+        return
+    for key, item in value.items():
+        if not _storable_string(key):
+            raise InvalidRequest(where, f"a key must not contain {UNSTORABLE_CHARACTERS}")
+        _check_json_value(item, f"{where}.{key}", depth + 1)
 
 
 def _task(item: Mapping[str, Any], where: str) -> TaskRequest:
@@ -49,6 +87,7 @@ def _task(item: Mapping[str, Any], where: str) -> TaskRequest:
     if not isinstance(payload, dict):
         raise InvalidRequest(f"{where}payload", "must be a JSON object")
     validate_payload(task_type, payload, f"{where}payload")
+    _check_json_value(payload, f"{where}payload")
     key: Any = item.get("idempotency_key")
     if key is not None and (
         not isinstance(key, str)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from burst.settings import MIX, BurstSettings
+from chalicelib.task_types import TASK_TYPES
 
-# The mix: mostly quick tasks, some that hold a worker for a moment.
-MIX_WEIGHTS = {"echo": 0.6, "sleep": 0.3, "cpu": 0.1}
+# The mix, from the registry: mostly quick tasks, some that hold a worker for a moment.
+MIX_WEIGHTS = {t.name: t.mix_weight for t in TASK_TYPES.values() if t.mix_weight > 0}
 KEY_PREFIX = "burst"
 
 Task = dict[str, Any]  # a POST /tasks body
@@ -61,15 +62,8 @@ def run_key_prefix(run_id: str) -> str:
 
 
 def task_payload(task_type: str, number: int, settings: BurstSettings, run_id: str) -> Task:
-    if task_type == "sleep":
-        return {"ms": settings.sleep_ms}
-    if task_type == "cpu":
-        return {"rounds": settings.cpu_rounds}
-    if task_type == "fail":
-        return {"reason": f"burst {run_id} asked for it"}
-    if task_type == "flaky":
-        return {"failure_rate": settings.failure_rate}
-    return {"n": number}  # echo: returned as the result
+    """Task `number`'s payload, as its type's registry entry builds it from the settings."""
+    return TASK_TYPES[task_type].burst_body(number, run_id, settings.payload_options)
 
 
 def task_bodies(settings: BurstSettings, run_id: str, count: int) -> list[Task]:

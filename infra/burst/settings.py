@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from burst.errors import BurstError
-from chalicelib.task_types import MAX_CPU_ROUNDS, MAX_SLEEP_MS, TASK_TYPES
+from chalicelib.task_types import TASK_TYPES, BurstOption, PayloadField
 from chalicelib.validation import MAX_BATCH_TASKS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,18 @@ MAX_THREADS = 64
 MAX_SECONDS = 600.0
 MAX_DRAIN_SECONDS = 600.0
 
+# Every task type's payload options (--ms, --rounds, ...), by setting name, with the payload
+# field whose bounds they take: the registry says what they are.
+PAYLOAD_OPTIONS: dict[str, tuple[BurstOption, PayloadField]] = {
+    option.name: (option, next(f for f in task_type.fields if f.name == option.field))
+    for task_type in TASK_TYPES.values()
+    for option in task_type.burst_options
+}
+
+
+def default_payload_options() -> dict[str, float]:
+    return {name: option.default for name, (option, _) in PAYLOAD_OPTIONS.items()}
+
 
 @dataclass(frozen=True)
 class BurstSettings:
@@ -40,9 +52,9 @@ class BurstSettings:
     rate: float = 50.0
     duration: float = 10.0
     task_type: str = "echo"
-    sleep_ms: int = 200
-    cpu_rounds: int = 20_000
-    failure_rate: float = 0.2
+    # The task types' payload options by setting name ({"sleep_ms": 300}); those not given
+    # take their registry default.
+    payload_options: Mapping[str, float] = field(default_factory=default_payload_options)
     batch: int = 1
     threads: int = 16
     max_seconds: float = 120.0
@@ -51,8 +63,17 @@ class BurstSettings:
     seed: int = 7
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.payload_options) - set(PAYLOAD_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown payload options {unknown}: use {sorted(PAYLOAD_OPTIONS)}")
+        merged = {**default_payload_options(), **self.payload_options}
+        object.__setattr__(self, "payload_options", merged)  # frozen: set once, here
+
     def to_json(self) -> dict[str, Any]:
+        """Flat, as a report holds it: each payload option beside the other settings."""
         values = asdict(self)
+        values.update(values.pop("payload_options"))
         values["out_dir"] = str(self.out_dir)
         return values
 
@@ -72,9 +93,10 @@ def problems(settings: BurstSettings) -> list[str]:
     bounded("--count", settings.count, 1, MAX_COUNT)
     bounded("--rate", settings.rate, 0.1, MAX_RATE, " tasks per second")
     bounded("--duration", settings.duration, 0.1, MAX_DURATION, " seconds")
-    bounded("--ms", settings.sleep_ms, 0, MAX_SLEEP_MS, " (sleep tasks' milliseconds)")
-    bounded("--rounds", settings.cpu_rounds, 1, MAX_CPU_ROUNDS, " (cpu tasks' SHA-256 rounds)")
-    bounded("--failure-rate", settings.failure_rate, 0, 1, " (flaky tasks' failure probability)")
+    for name, (option, payload_field) in PAYLOAD_OPTIONS.items():
+        value = settings.payload_options[name]
+        if not payload_field.accepts(value):
+            found.append(f"{option.flag} {value:g}: {payload_field.rule} ({option.help})")
     bounded("--batch", settings.batch, 1, MAX_BATCH_TASKS, " tasks per request (1: POST /tasks)")
     bounded("--threads", settings.threads, 1, MAX_THREADS, " sender threads")
     bounded("--max-seconds", settings.max_seconds, 1, MAX_SECONDS)
@@ -116,7 +138,8 @@ def add_arguments(
 ) -> None:
     """The burst's options; `defaults` (BurstSettings field names) overrides the defaults,
     e.g. the demo's preset."""
-    base = {**BurstSettings().__dict__, **(defaults or {})}
+    start = BurstSettings()
+    base = {**start.__dict__, **start.payload_options, **(defaults or {})}
     add = parser.add_argument
     add(
         "--profile",
@@ -150,28 +173,17 @@ def add_arguments(
         dest="task_type",
         choices=TASK_TYPE_CHOICES,
         default=base["task_type"],
-        help="task type; mix: 60%% echo, 30%% sleep, 10%% cpu (default %(default)s)",
+        help=f"task type; mix: {mix_in_words()} (default %(default)s)",
     )
-    add(
-        "--ms",
-        dest="sleep_ms",
-        type=int,
-        default=base["sleep_ms"],
-        help=f"sleep tasks: milliseconds (0..{MAX_SLEEP_MS}; default %(default)s)",
-    )
-    add(
-        "--rounds",
-        dest="cpu_rounds",
-        type=int,
-        default=base["cpu_rounds"],
-        help=f"cpu tasks: SHA-256 rounds (1..{MAX_CPU_ROUNDS}; default %(default)s)",
-    )
-    add(
-        "--failure-rate",
-        type=float,
-        default=base["failure_rate"],
-        help="flaky tasks: probability of failing each attempt (0..1; default %(default)s)",
-    )
+    for name, (option, payload_field) in PAYLOAD_OPTIONS.items():
+        add(
+            option.flag,
+            dest=name,
+            type=int if payload_field.kind == "integer" else float,
+            default=base[name],
+            help=f"{option.help} ({payload_field.minimum}..{payload_field.maximum}; "
+            "default %(default)s)",
+        )
     add(
         "--batch",
         type=int,
@@ -221,6 +233,16 @@ def add_arguments(
     )
 
 
+def mix_in_words() -> str:
+    """`60%% echo, 30%% sleep, 10%% cpu`, from the registry's mix weights (%% for argparse)."""
+    weights = {t.name: t.mix_weight for t in TASK_TYPES.values() if t.mix_weight > 0}
+    total = sum(weights.values())
+    return ", ".join(f"{round(100 * weight / total)}%% {name}" for name, weight in weights.items())
+
+
 def from_args(args: argparse.Namespace) -> BurstSettings:
-    fields = BurstSettings.__dataclass_fields__
-    return BurstSettings(**{name: getattr(args, name) for name in fields})
+    names = [name for name in BurstSettings.__dataclass_fields__ if name != "payload_options"]
+    return BurstSettings(
+        **{name: getattr(args, name) for name in names},
+        payload_options={name: getattr(args, name) for name in PAYLOAD_OPTIONS},
+    )

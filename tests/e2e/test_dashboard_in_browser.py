@@ -147,7 +147,7 @@ def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstRes
         rate=150,
         duration=4,
         task_type="sleep",
-        sleep_ms=300,
+        payload_options={"sleep_ms": 300},
         batch=50,
         threads=8,
         max_seconds=30,

@@ -41,7 +41,9 @@ def test_an_unknown_profile_is_an_error() -> None:
 
 
 def test_every_task_carries_the_runs_idempotency_key() -> None:
-    bodies = schedule.task_bodies(BurstSettings(task_type="sleep", sleep_ms=300), "RUN", 3)
+    bodies = schedule.task_bodies(
+        BurstSettings(task_type="sleep", payload_options={"sleep_ms": 300}), "RUN", 3
+    )
 
     assert [b["idempotency_key"] for b in bodies] == ["burst-RUN-0", "burst-RUN-1", "burst-RUN-2"]
     assert {b["type"] for b in bodies} == {"sleep"}
@@ -61,7 +63,7 @@ def test_the_mix_is_repeatable_with_its_seed_and_holds_echo_sleep_and_cpu() -> N
 
 
 def test_task_parameters_reach_the_payloads() -> None:
-    settings = BurstSettings(cpu_rounds=9, failure_rate=0.5)
+    settings = BurstSettings(payload_options={"cpu_rounds": 9, "failure_rate": 0.5})
 
     assert schedule.task_payload("cpu", 0, settings, "R") == {"rounds": 9}
     assert schedule.task_payload("flaky", 0, settings, "R") == {"failure_rate": 0.5}

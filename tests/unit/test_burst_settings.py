@@ -12,6 +12,7 @@ import pytest
 from burst import settings as burst_settings
 from burst.errors import BurstError
 from burst.settings import BurstSettings, check, check_loopback, problems
+from chalicelib.task_types import TASK_TYPES
 
 
 @pytest.mark.parametrize(
@@ -27,9 +28,9 @@ from burst.settings import BurstSettings, check, check_loopback, problems
         ({"threads": 500}, "--threads"),
         ({"max_seconds": 86_400}, "--max-seconds"),
         ({"drain_seconds": -1}, "--drain-seconds"),
-        ({"sleep_ms": 60_000}, "--ms"),
-        ({"cpu_rounds": 0}, "--rounds"),
-        ({"failure_rate": 1.5}, "--failure-rate"),
+        ({"payload_options": {"sleep_ms": 60_000}}, "--ms 60000"),
+        ({"payload_options": {"cpu_rounds": 0}}, "--rounds 0"),
+        ({"payload_options": {"failure_rate": 1.5}}, "--failure-rate 1.5"),
         ({"task_type": "teleport"}, "--type 'teleport'"),
         ({"profile": "sawtooth"}, "--profile 'sawtooth'"),
         ({"duration": 200, "max_seconds": 100}, "raise --max-seconds or shorten --duration"),
@@ -93,7 +94,7 @@ def test_the_command_line_maps_onto_the_settings() -> None:
     settings = burst_settings.from_args(args)
 
     assert (settings.profile, settings.count, settings.task_type) == ("ramp", 40, "sleep")
-    assert (settings.sleep_ms, settings.batch) == (5, 10)
+    assert (settings.payload_options["sleep_ms"], settings.batch) == (5, 10)
 
 
 def test_a_preset_changes_the_defaults_and_options_still_win() -> None:
@@ -114,3 +115,37 @@ def test_an_unknown_type_on_the_command_line_stops_argparse_with_status_2() -> N
         parser.parse_args(["--type", "teleport"])
 
     assert stopped.value.code == 2
+
+
+def test_every_burst_option_of_the_registry_is_on_the_command_line_with_its_default() -> None:
+    parser = argparse.ArgumentParser()
+    burst_settings.add_arguments(parser)
+    options = [o for t in TASK_TYPES.values() for o in t.burst_options]
+
+    defaults = burst_settings.from_args(parser.parse_args([])).payload_options
+    given = burst_settings.from_args(
+        parser.parse_args(["--rounds", "7", "--failure-rate", "0.25"])
+    ).payload_options
+
+    assert [o.flag for o in options] == ["--ms", "--rounds", "--failure-rate"]
+    assert defaults == {o.name: o.default for o in options}
+    assert (given["cpu_rounds"], given["failure_rate"]) == (7, 0.25)
+
+
+def test_a_preset_may_set_a_payload_option_and_a_report_holds_it_flat() -> None:
+    parser = argparse.ArgumentParser()
+    burst_settings.add_arguments(parser, defaults={"sleep_ms": 300})
+
+    settings = burst_settings.from_args(parser.parse_args([]))
+
+    assert settings.to_json()["sleep_ms"] == 300
+    assert "payload_options" not in settings.to_json()
+
+
+def test_an_unknown_payload_option_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="sleep_seconds"):
+        BurstSettings(payload_options={"sleep_seconds": 1})
+
+
+def test_the_mix_is_described_from_the_registrys_weights() -> None:
+    assert burst_settings.mix_in_words() == "60%% echo, 30%% sleep, 10%% cpu"

@@ -71,7 +71,9 @@ def test_the_demo_preset_is_a_valid_bounded_burst() -> None:
 
 def test_the_demo_sends_far_faster_than_one_batch_at_a_time_drains() -> None:
     settings = demo_settings()
-    one_batch_tasks_per_s = 1000 / settings.sleep_ms  # 10 tasks in 10 x ms, one batch at a time
+    one_batch_tasks_per_s = (
+        1000 / settings.payload_options["sleep_ms"]
+    )  # 10 tasks in 10 x ms, one batch at a time
 
     assert settings.task_type == "sleep"
     assert settings.rate >= 10 * one_batch_tasks_per_s  # enough backlog for 10 batches at once

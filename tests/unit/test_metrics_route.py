@@ -243,6 +243,9 @@ def test_cloudwatch_not_answering_is_a_dependency_problem(settings: Settings) ->
         ({"period": "1.5"}, "period"),
         ({"minutes": "90", "period": "1"}, "minutes"),  # 5,400 points
         ({"since": "1"}, "since"),
+        # found while fuzzing: '²' is a digit to str.isdigit() and a 500 to int()
+        ({"minutes": "\N{SUPERSCRIPT TWO}"}, "minutes"),
+        ({"period": "\N{ARABIC-INDIC DIGIT ONE}"}, "period"),
     ],
 )
 def test_a_bad_window_names_the_parameter(query: dict[str, str], field: str) -> None:
