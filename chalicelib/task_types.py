@@ -236,21 +236,19 @@ class TaskRunner:
     random: Callable[[], float] = field(default_factory=lambda: random.random)
 
     def estimated_ms(self, task_type: str, payload: Payload) -> int:
-        """How long the task should take, for the worker's time budget; 0 for a message `run`
-        will refuse (it fails at once)."""
-        known = TASK_TYPES.get(task_type)
-        if known is None:
-            return 0
-        try:
-            known.validate(payload)
-        except InvalidRequest:
-            return 0
-        return known.estimated_ms(payload)
+        """How long the task should take, for the worker's time budget; PermanentTaskFailure
+        when the message holds what the API would have refused."""
+        return self._entry(task_type, payload).estimated_ms(payload)
 
     def run(self, task_type: str, payload: Payload) -> Payload:
         """The task's result; TaskFailed when the task fails. A message that holds what the API
         would have refused (sent to the queue by other means) is a PermanentTaskFailure: no
         retry can fix it."""
+        return self._entry(task_type, payload).run(self, payload)
+
+    @staticmethod
+    def _entry(task_type: str, payload: Payload) -> TaskType:
+        """The type's registry entry, once the payload is known to suit it."""
         known = TASK_TYPES.get(task_type)
         if known is None:
             raise PermanentTaskFailure(f"unknown task type {task_type!r}")
@@ -258,4 +256,4 @@ class TaskRunner:
             known.validate(payload)
         except InvalidRequest as e:
             raise PermanentTaskFailure(f"invalid payload: {e}") from e
-        return known.run(self, payload)
+        return known
