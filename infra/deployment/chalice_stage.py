@@ -95,10 +95,20 @@ def function_timeout(project: Path, stage: str, function: str) -> int:
     )
 
 
+def app_name(project: Path) -> str:
+    name: str = json.loads(config_path(project).read_text())["app_name"]
+    return name
+
+
+def api_gateway_stage(project: Path, stage: str) -> str:
+    """The REST API's stage Chalice deploys `stage` to (its api_gateway_stage)."""
+    name: str = stage_config(project, stage).get("api_gateway_stage", "api")
+    return name
+
+
 def function_name(project: Path, stage: str, function: str) -> str:
     """The Lambda function Chalice deploys for `function` (its name in app.py) in `stage`."""
-    app_name = json.loads(config_path(project).read_text())["app_name"]
-    return f"{app_name}-{stage}-{function}"
+    return f"{app_name(project)}-{stage}-{function}"
 
 
 def write_stage_environment(project: Path, stage: str, values: dict[str, str]) -> bool:

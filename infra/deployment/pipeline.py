@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from chalicelib import settings as app_settings
 from chalicelib.errors import SettingMissing
-from deployment import chalice_stage, dashboard_site, database, migrations, stack
+from deployment import api_access, chalice_stage, dashboard_site, database, migrations, stack
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
 from localcloud import endpoints
 from localcloud.aws import client_for_running, s3_website_url
@@ -52,6 +52,7 @@ class StageDeployment:
     outputs: dict[str, str]
     migrations_applied: list[str]
     dashboard_url: str
+    api_key: str  # what clients of the write routes send as x-api-key
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -74,6 +75,15 @@ def check_stage_settings(project: Path, stage: str) -> None:
         app_settings.WorkerTrigger.from_env({app_settings.TASK_QUEUE_NAME: "-", **environment})
     except SettingMissing as e:
         raise DeployError(f"{chalice_stage.config_path(project)}, stage {stage!r}: {e}") from e
+
+
+def api_key(cfg: Settings) -> str:
+    """The write routes' API key `scripts/deploy` made, e.g. for `KEY=$(scripts/api-key)`."""
+    running = running_cloud(cfg)
+    if "api_key" not in running.get("api", {}):
+        raise DeployError("the app is not deployed to this local cloud: run scripts/deploy")
+    key: str = running["api"]["api_key"]
+    return key
 
 
 def api_url(cfg: Settings) -> str:
@@ -164,6 +174,14 @@ def deploy(
     with _step(timings, f"chalice deploy --stage {stage}"):
         deployed = chalice_stage.deploy_stage(running, project, stage)
 
+    with _step(timings, "API key and usage plan of the write routes"):
+        access = api_access.ensure_api_access(
+            client_for_running(running, "apigateway"),
+            api_access.access_name(chalice_stage.app_name(project), stage),
+            deployed.rest_api_id,
+            chalice_stage.api_gateway_stage(project, stage),
+        )
+
     with _step(timings, "SQS mapping: partial batch responses"):
         enable_partial_batch_responses(
             client_for_running(running, "lambda"), deployed.event_source_mappings[WORKER]
@@ -186,6 +204,8 @@ def deploy(
                     "dashboard_url": website_url,
                     "stage": stage,
                     "url": deployed.api_url,
+                    # endpoints.json is git-ignored and never uploaded: the key stays here.
+                    "api_key": access.api_key,
                     "rest_api_id": deployed.rest_api_id,
                     "functions": deployed.functions,
                     "api_function": deployed.api_function,
@@ -196,7 +216,14 @@ def deploy(
                 }
             },
         )
-    return StageDeployment(deployed, outputs, applied, website_url, timings)
+    return StageDeployment(
+        deployed=deployed,
+        outputs=outputs,
+        migrations_applied=applied,
+        dashboard_url=website_url,
+        api_key=access.api_key,
+        step_seconds=timings,
+    )
 
 
 def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict[str, str]:
@@ -247,6 +274,11 @@ def destroy(
 ) -> None:
     """Delete what deploy created: the Chalice app, then the stack. The database is left."""
     running = running_cloud(cfg)
+    # Before the REST API goes: the usage plan's binding to it can only be removed while it exists.
+    api_access.remove_api_access(
+        client_for_running(running, "apigateway"),
+        api_access.access_name(chalice_stage.app_name(project), stage),
+    )
     if (project / ".chalice" / "deployed" / f"{stage}.json").exists():
         logger.info("== chalice delete --stage %s", stage)
         chalice_stage.delete_stage(running, project, stage)
