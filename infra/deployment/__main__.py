@@ -9,7 +9,7 @@ import sys
 
 from burst.errors import BurstError
 from chalicelib.errors import TaskError
-from deployment import api_access, chalice_stage, demo, migrations, pipeline, stack
+from deployment import api_access, chalice_stage, database, demo, migrations, pipeline, stack
 from deployment.pipeline import StageDeployment
 from localcloud.settings import Settings, SettingsError
 
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         chalice_stage.DeployError,
         stack.StackError,
         migrations.MigrationError,
+        database.DatabaseRoleError,
         BurstError,
         TaskError,
     ) as error:

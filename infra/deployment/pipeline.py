@@ -148,15 +148,19 @@ def deploy(
                 "Stage": stage,
                 "VisibilityTimeoutSeconds": str(visibility),
                 "MaxReceiveCount": str(MAX_RECEIVE_COUNT),
-                "DatabaseSecretId": running["postgres"]["secret_name"],
+                "DatabaseHost": running["postgres"]["host"],
+                "DatabasePort": str(running["postgres"]["port"]),
+                "DatabaseName": running["postgres"]["dbname"],
+                "AppDatabaseRole": database.app_role_name(stage),
             },
         )
 
-    with _step(timings, "database migrations"):
-        # The secret the stack references: the one the functions will read.
-        conninfo = database.conninfo(running, outputs["DatabaseSecretId"])
-        applied = migrations.apply_migrations(conninfo)
+    with _step(timings, "database migrations (as the owner), the functions' role"):
+        owner = database.conninfo(running)  # the master user secret, as RDS makes one
+        applied = migrations.apply_migrations(owner)
         logger.info("applied %s", ", ".join(applied) if applied else "nothing: up to date")
+        # The functions' own secret (DATABASE_SECRET_ID): its password becomes the role's.
+        database.ensure_app_role(owner, database.secret(running, outputs["DatabaseSecretId"]))
 
     website_url = s3_website_url(running, outputs["DashboardBucketName"])
     environment = {
@@ -282,6 +286,7 @@ def destroy(
     if (project / ".chalice" / "deployed" / f"{stage}.json").exists():
         logger.info("== chalice delete --stage %s", stage)
         chalice_stage.delete_stage(running, project, stage)
+    database.drop_app_role(database.conninfo(running), database.app_role_name(stage))
     cloudformation = client_for_running(running, "cloudformation")
     with contextlib.suppress(stack.StackError):  # no stack: no bucket to empty
         bucket = stack.stack_outputs(cloudformation, stack.stack_name(stage))["DashboardBucketName"]
