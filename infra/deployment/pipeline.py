@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 
 from chalicelib import settings as app_settings
 from chalicelib.errors import SettingMissing
-from deployment import api_access, chalice_stage, dashboard_site, database, migrations, stack
+from deployment import (
+    api_access,
+    chalice_stage,
+    dashboard_site,
+    database,
+    function_policies,
+    migrations,
+    stack,
+)
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
 from localcloud import endpoints
 from localcloud.aws import client_for_running, s3_website_url
@@ -169,6 +177,10 @@ def deploy(
     }
     if chalice_stage.write_stage_environment(project, stage, environment):
         logger.info("stack outputs written to the stage's environment in .chalice/config.json")
+    if chalice_stage.write_function_policies(
+        project, stage, render_function_policies(project, stage, outputs)
+    ):
+        logger.info("each function's own policy named in .chalice/config.json (no autogen)")
 
     deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
     if record and "api" not in running and deployed_record.exists():
@@ -228,6 +240,24 @@ def deploy(
         api_key=access.api_key,
         step_seconds=timings,
     )
+
+
+def render_function_policies(project: Path, stage: str, outputs: dict[str, str]) -> dict[str, str]:
+    """Each function's policy for this stage's resources (function_policies.py)."""
+    environment = chalice_stage.stage_config(project, stage).get("environment_variables", {})
+    namespace = environment.get(app_settings.POWERTOOLS_METRICS_NAMESPACE)
+    if not namespace:
+        raise DeployError(
+            f"{chalice_stage.config_path(project)}, stage {stage!r}: set "
+            f"{app_settings.POWERTOOLS_METRICS_NAMESPACE} in its environment_variables (the "
+            "functions' policies allow PutMetricData to that namespace only)"
+        )
+    resources = function_policies.StageResources.of(
+        outputs, namespace, chalice_stage.function_name(project, stage, WORKER)
+    )
+    templates = function_policies.policy_templates(project)
+    names = {f: chalice_stage.function_name(project, stage, f) for f in templates}
+    return function_policies.write_function_policies(project, stage, resources, names)
 
 
 def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict[str, str]:

@@ -116,6 +116,8 @@ def deployed_stage(
         shutil.copy(REPO / name, project / name)
     shutil.copytree(REPO / "chalicelib", project / "chalicelib")
     (project / ".chalice").mkdir()
+    # Each function's policy template: the deploy renders them with this stage's resources.
+    shutil.copytree(REPO / ".chalice" / "policies", project / ".chalice" / "policies")
     if (REPO / ".chalice" / "deployments").is_dir():  # Chalice's cache of vendored packages
         shutil.copytree(REPO / ".chalice" / "deployments", project / ".chalice" / "deployments")
     config = json.loads((REPO / ".chalice" / "config.json").read_text())
