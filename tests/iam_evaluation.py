@@ -69,10 +69,25 @@ def _conditions_hold(
     return True
 
 
-def statement_matches(statement: Mapping[str, Any], request: Request) -> bool:
-    for unsupported in ("NotAction", "NotResource", "Principal", "NotPrincipal"):
+def names_anyone(principal: Any) -> bool:
+    """Whether a resource policy's Principal is everyone, anonymous callers included."""
+    if principal == "*":
+        return True
+    return isinstance(principal, Mapping) and "*" in _as_list(principal.get("AWS", []))
+
+
+def statement_matches(
+    statement: Mapping[str, Any], request: Request, anonymous: bool = False
+) -> bool:
+    """For an identity policy; with `anonymous`, for a resource policy and a caller who signed
+    nothing (only statements whose Principal is everyone apply)."""
+    for unsupported in ("NotAction", "NotResource", "NotPrincipal"):
         if unsupported in statement:
             raise NotImplementedError(f"{unsupported} is not evaluated here")
+    if anonymous and not names_anyone(statement.get("Principal")):
+        return False
+    if not anonymous and "Principal" in statement:
+        raise NotImplementedError("a Principal belongs in a resource policy: pass anonymous")
     actions = _as_list(statement["Action"])
     resources = _as_list(statement["Resource"])
     return (
@@ -82,9 +97,9 @@ def statement_matches(statement: Mapping[str, Any], request: Request) -> bool:
     )
 
 
-def is_allowed(policy: Mapping[str, Any], request: Request) -> bool:
+def is_allowed(policy: Mapping[str, Any], request: Request, anonymous: bool = False) -> bool:
     statements = policy["Statement"]
-    matching = [s for s in statements if statement_matches(s, request)]
+    matching = [s for s in statements if statement_matches(s, request, anonymous)]
     if any(s["Effect"] == "Deny" for s in matching):
         return False
     return any(s["Effect"] == "Allow" for s in matching)
