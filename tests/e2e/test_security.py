@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -100,8 +101,12 @@ def test_over_the_usage_plans_rate_is_429_and_keeps_nothing(
 ) -> None:
     keys = [f"security-{uuid.uuid4()}" for _ in range(10)]
 
+    def post(key: str) -> requests.Response:  # a connection each: a Session is not thread-safe
+        headers = stage.auth_headers
+        return requests.post(f"{stage.api}tasks", json=echo(key), headers=headers, timeout=60)
+
     with ThreadPoolExecutor(len(keys)) as pool:  # all at once: far over 1/s, burst 1
-        answers = list(pool.map(lambda key: stage.post("tasks", echo(key)), keys))
+        answers = list(pool.map(post, keys))
 
     statuses = [a.status_code for a in answers]
     throttled = [a for a in answers if a.status_code == 429]
@@ -110,15 +115,6 @@ def test_over_the_usage_plans_rate_is_429_and_keeps_nothing(
     assert len(throttled) >= 7, statuses  # at most the burst + ~1 s of refill get through
     assert throttled[0].json() == {"message": "Too Many Requests"}
     assert rows_with_keys(stage, keys) == len(accepted)
-
-
-def test_the_deploys_limit_lets_a_normal_burst_through(stage: Stage) -> None:
-    keys = [f"security-{uuid.uuid4()}" for _ in range(20)]
-
-    with ThreadPoolExecutor(20) as pool:  # 20 requests at once: a spike's worth
-        statuses = list(pool.map(lambda key: stage.post("tasks", echo(key)).status_code, keys))
-
-    assert statuses == [202] * 20
 
 
 # --- database credentials and roles -------------------------------------------------------------
