@@ -125,6 +125,16 @@ def _grant_app_tables(connection: psycopg.Connection[Any], role: str, owner: str
 
 def drop_app_role(owner_conninfo: str, role: str) -> None:
     """Take back what ensure_app_role granted, then drop the role (a missing one is fine)."""
+    try:
+        _drop_app_role(owner_conninfo, role)
+    except psycopg.Error as e:
+        raise DatabaseRoleError(
+            f"dropping the functions' database role {role} failed: {e}; it may still be in "
+            "use (a function's open connection ends when the function is deleted): retry"
+        ) from e
+
+
+def _drop_app_role(owner_conninfo: str, role: str) -> None:
     with psycopg.connect(owner_conninfo, autocommit=True) as connection:
         if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
             owner = sql.Identifier(str(connection.info.user))
