@@ -242,18 +242,20 @@ def run_api_handler(cloud: Cloud, session: boto3.session.Session) -> None:
 
 def run_worker(cloud: Cloud, session: boto3.session.Session) -> None:
     """The worker's code (its store's secret, its metrics), the SQS trigger's calls with the
-    worker's role, and the lead's: a backoff (ChangeMessageVisibility) and a permanent
-    failure sent to the dead-letter queue."""
+    worker's role, and the retry path's (main's chalicelib/sqs_queue.SqsReceivedMessages,
+    made here as it makes them until this test can run it): a backoff
+    (ChangeMessageVisibilityBatch), a requeue with a delay (SendMessage on the task queue), a
+    permanent failure parked in the dead-letter queue (SendMessage there)."""
     read_secret(session.client("secretsmanager"), cloud.secret_arn)
     publish_metrics(session)
     sqs = session.client("sqs")
-    sqs.send_message(QueueUrl=cloud.task_queue_url, MessageBody="{}")  # (setup; not recorded)
-    cloud.calls.pop()
+    sqs.send_message(QueueUrl=cloud.task_queue_url, MessageBody="{}", DelaySeconds=0)  # requeue
     sqs.get_queue_attributes(QueueUrl=cloud.task_queue_url, AttributeNames=["All"])
     received = sqs.receive_message(QueueUrl=cloud.task_queue_url, MaxNumberOfMessages=10)
     handle = received["Messages"][0]["ReceiptHandle"]
-    sqs.change_message_visibility(
-        QueueUrl=cloud.task_queue_url, ReceiptHandle=handle, VisibilityTimeout=5
+    sqs.change_message_visibility_batch(
+        QueueUrl=cloud.task_queue_url,
+        Entries=[{"Id": "0", "ReceiptHandle": handle, "VisibilityTimeout": 5}],
     )
     sqs.send_message(QueueUrl=cloud.dead_letter_queue_url, MessageBody="{}")
     sqs.delete_message_batch(
@@ -454,9 +456,7 @@ def test_moto_lets_the_worker_consume_its_queue_only(cloud: Cloud, as_function: 
     sqs.send_message(QueueUrl=cloud.dead_letter_queue_url, MessageBody="{}")
 
     assert access_denied(lambda: sqs.receive_message(QueueUrl=cloud.other_queue_url))
-    assert access_denied(
-        lambda: sqs.send_message(QueueUrl=cloud.task_queue_url, MessageBody="{}")
-    )  # it never enqueues tasks
+    assert access_denied(lambda: sqs.purge_queue(QueueUrl=cloud.task_queue_url))
     assert access_denied(lambda: sqs.receive_message(QueueUrl=cloud.dead_letter_queue_url))
 
 
