@@ -127,7 +127,9 @@ def _submission_json(submission: Submission) -> dict[str, Any]:
     }
 
 
-@app.route("/tasks", methods=["POST"])
+# Writes need the stage's API key (x-api-key; the deploy makes it and its usage plan): API
+# Gateway answers 403 without it and 429 over the plan's rate, before this code runs.
+@app.route("/tasks", methods=["POST"], api_key_required=True)
 @http_errors
 def submit_task() -> Response:
     request = validation.parse_task(_request().raw_body)
@@ -137,7 +139,7 @@ def submit_task() -> Response:
     return Response(body=body, status_code=202, headers={"Location": body["status_path"]})
 
 
-@app.route("/tasks/batch", methods=["POST"])
+@app.route("/tasks/batch", methods=["POST"], api_key_required=True)
 @http_errors
 def submit_batch() -> Response:
     requests = validation.parse_batch(_request().raw_body)

@@ -97,7 +97,7 @@ class SqsTaskQueue(TaskQueue):
         return RedeliverySettings(
             visibility_timeout_s=int(attributes["VisibilityTimeout"]),
             max_receives=int(max_receives) if max_receives is not None else None,
-            created_at=datetime.fromtimestamp(int(attributes["CreatedTimestamp"]), UTC),
+            created_at=datetime.fromtimestamp(float(attributes["CreatedTimestamp"]), UTC),
         )
 
     def _depth(self, queue_url: str) -> QueueDepth:

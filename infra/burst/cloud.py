@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,8 @@ class Target:
     event_source_mapping: str
     dashboard_bucket: str | None = None  # where the report goes beside the dashboard's site
     dashboard_url: str | None = None
+    # Sent as x-api-key to the write routes; None where the API asks for none.
+    api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_endpoints(cls, running: Mapping[str, Any], where: str) -> Target:
@@ -65,6 +67,7 @@ class Target:
             event_source_mapping=api["event_source_mapping"],
             dashboard_bucket=api["outputs"].get("DashboardBucketName"),
             dashboard_url=api.get("dashboard_url"),
+            api_key=api.get("api_key"),
         )
 
     def client(self, service: str) -> Any:

@@ -102,7 +102,7 @@ def run_burst(
     sampler_sqs = target.client("sqs")  # its own client: the sampler runs on its own thread
     sampler = QueueSampler(lambda: cloud.queue_depth(sampler_sqs, target.task_queue_url), clock)
     sending_bar = ProgressBar("sending", planned_tasks, enabled=settings.progress)
-    sender = HttpSender(target.api_url)
+    sender = HttpSender(target.api_url, api_key=target.api_key)
 
     def sent_so_far(log: SendLog) -> None:
         late = max((s.lateness for s in log.sent), default=0.0)

@@ -195,11 +195,14 @@ class HttpSender:
         self,
         api_url: str,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
+        api_key: str | None = None,
         retry_delays: Sequence[float] = RETRY_DELAYS_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._api = api_url
         self._timeout = timeout
+        # The write routes' key (API Gateway's x-api-key header), when the API asks for one.
+        self._headers = {"x-api-key": api_key} if api_key else {}
         self._retry_delays = tuple(retry_delays)
         self._sleep = sleep
         self._sessions = ThreadSessions()
@@ -222,7 +225,9 @@ class HttpSender:
         url = f"{self._api}tasks/batch" if batch else f"{self._api}tasks"
         body = {"tasks": list(request.tasks)} if batch else request.tasks[0]
         try:
-            response = self._session().post(url, json=body, timeout=self._timeout)
+            response = self._session().post(
+                url, json=body, headers=self._headers, timeout=self._timeout
+            )
         except requests.RequestException as e:
             return Answer(None, error=type(e).__name__)
         if not 200 <= response.status_code < 300:

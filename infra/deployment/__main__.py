@@ -9,7 +9,7 @@ import sys
 
 from burst.errors import BurstError
 from chalicelib.errors import TaskError
-from deployment import chalice_stage, demo, migrations, pipeline, stack
+from deployment import api_access, chalice_stage, database, demo, migrations, pipeline, stack
 from deployment.pipeline import StageDeployment
 from localcloud.settings import Settings, SettingsError
 
@@ -23,11 +23,16 @@ def print_deployment(result: StageDeployment) -> None:
     print(f"  task queue:  {outputs['TaskQueueUrl']}")
     print(f"  dead letters: {outputs['DeadLetterQueueUrl']}")
     print(f"  API (local URL): {api}")
+    print(
+        f"  API key of the write routes (x-api-key): {result.api_key}\n"
+        "    kept only in the local cloud's endpoints.json (git-ignored); scripts/api-key prints it"
+    )
     print(f"  dashboard:   {result.dashboard_url}  (open it in a browser)")
     print("  try:")
     print(f"    curl {api}health")
     print(
-        f"    curl -X POST {api}tasks -H 'Content-Type: application/json' "
+        f'    curl -X POST {api}tasks -H "x-api-key: $(scripts/api-key)" '
+        "-H 'Content-Type: application/json' "
         """-d '{"type": "sleep", "payload": {"ms": 100}}'"""
     )
     print(f"    curl {api}status")
@@ -39,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("deploy", help="deploy the stack, migrations and the Chalice app")
     commands.add_parser("destroy", help="delete the Chalice app and the stack (keeps the data)")
     commands.add_parser("url", help="print the deployed API's local URL")
+    commands.add_parser("key", help="print the API key of the write routes (x-api-key)")
     demo_parser = commands.add_parser(
         "demo", help="the main job's burst (a preset of scripts/burst) and its report"
     )
@@ -53,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "url":
             print(pipeline.api_url(cfg))
             return 0
+        if args.command == "key":
+            print(pipeline.api_key(cfg))
+            return 0
         if args.command == "destroy":
             pipeline.destroy(cfg)
             print("destroyed the app and its stack; the tasks table is kept in PostgreSQL")
@@ -60,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return demo.run(cfg, args)
     except (
         SettingsError,
+        api_access.ApiAccessError,
         chalice_stage.DeployError,
         stack.StackError,
         migrations.MigrationError,
+        database.DatabaseRoleError,
         BurstError,
         TaskError,
     ) as error:

@@ -95,10 +95,48 @@ def function_timeout(project: Path, stage: str, function: str) -> int:
     )
 
 
+def app_name(project: Path) -> str:
+    name: str = json.loads(config_path(project).read_text())["app_name"]
+    return name
+
+
+def api_gateway_stage(project: Path, stage: str) -> str:
+    """The REST API's stage Chalice deploys `stage` to (its api_gateway_stage)."""
+    name: str = stage_config(project, stage).get("api_gateway_stage", "api")
+    return name
+
+
+API_HANDLER = "api_handler"  # Chalice's name for the function behind the REST API
+
+
 def function_name(project: Path, stage: str, function: str) -> str:
-    """The Lambda function Chalice deploys for `function` (its name in app.py) in `stage`."""
-    app_name = json.loads(config_path(project).read_text())["app_name"]
-    return f"{app_name}-{stage}-{function}"
+    """The Lambda function Chalice deploys for `function` (its name in app.py) in `stage`;
+    the REST API's (api_handler) goes without a suffix."""
+    if function == API_HANDLER:
+        return f"{app_name(project)}-{stage}"
+    return f"{app_name(project)}-{stage}-{function}"
+
+
+def write_function_policies(project: Path, stage: str, policy_files: dict[str, str]) -> bool:
+    """No generated policy (`autogen_policy: false`): each function's role gets the policy
+    file named here (function in app.py -> file in .chalice/). Returns whether the file
+    changed."""
+    path = config_path(project)
+    config = json.loads(path.read_text())
+    section = config["stages"][stage]
+    functions = section.setdefault("lambda_functions", {})
+    wanted = {function: {"iam_policy_file": name} for function, name in policy_files.items()}
+    current = {
+        function: {"iam_policy_file": functions.get(function, {}).get("iam_policy_file")}
+        for function in wanted
+    }
+    if section.get("autogen_policy") is False and current == wanted:
+        return False
+    section["autogen_policy"] = False
+    for function, name in policy_files.items():
+        functions.setdefault(function, {})["iam_policy_file"] = name
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return True
 
 
 def write_stage_environment(project: Path, stage: str, values: dict[str, str]) -> bool:

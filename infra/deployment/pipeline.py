@@ -27,7 +27,15 @@ from botocore.exceptions import ClientError
 
 from chalicelib import settings as app_settings
 from chalicelib.errors import SettingMissing
-from deployment import chalice_stage, dashboard_site, database, migrations, stack
+from deployment import (
+    api_access,
+    chalice_stage,
+    dashboard_site,
+    database,
+    function_policies,
+    migrations,
+    stack,
+)
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
 from localcloud import endpoints
 from localcloud.aws import client_for_running, s3_website_url
@@ -60,6 +68,7 @@ class StageDeployment:
     outputs: dict[str, str]
     migrations_applied: list[str]
     dashboard_url: str
+    api_key: str  # what clients of the write routes send as x-api-key
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -83,6 +92,15 @@ def check_stage_settings(project: Path, stage: str) -> None:
         app_settings.Backoff.from_env(environment)
     except SettingMissing as e:
         raise DeployError(f"{chalice_stage.config_path(project)}, stage {stage!r}: {e}") from e
+
+
+def api_key(cfg: Settings) -> str:
+    """The write routes' API key `scripts/deploy` made, e.g. for `KEY=$(scripts/api-key)`."""
+    running = running_cloud(cfg)
+    if "api_key" not in running.get("api", {}):
+        raise DeployError("the app is not deployed to this local cloud: run scripts/deploy")
+    key: str = running["api"]["api_key"]
+    return key
 
 
 def api_url(cfg: Settings) -> str:
@@ -147,15 +165,19 @@ def deploy(
                 "Stage": stage,
                 "VisibilityTimeoutSeconds": str(visibility),
                 "MaxReceiveCount": str(MAX_RECEIVE_COUNT),
-                "DatabaseSecretId": running["postgres"]["secret_name"],
+                "DatabaseHost": running["postgres"]["host"],
+                "DatabasePort": str(running["postgres"]["port"]),
+                "DatabaseName": running["postgres"]["dbname"],
+                "AppDatabaseRole": database.app_role_name(stage),
             },
         )
 
-    with _step(timings, "database migrations"):
-        # The secret the stack references: the one the functions will read.
-        conninfo = database.conninfo(running, outputs["DatabaseSecretId"])
-        applied = migrations.apply_migrations(conninfo)
+    with _step(timings, "database migrations (as the owner), the functions' role"):
+        owner = database.conninfo(running)  # the master user secret, as RDS makes one
+        applied = migrations.apply_migrations(owner)
         logger.info("applied %s", ", ".join(applied) if applied else "nothing: up to date")
+        # The functions' own secret (DATABASE_SECRET_ID): its password becomes the role's.
+        database.ensure_app_role(owner, database.secret(running, outputs["DatabaseSecretId"]))
 
     website_url = s3_website_url(running, outputs["DashboardBucketName"])
     environment = {
@@ -164,6 +186,10 @@ def deploy(
     }
     if chalice_stage.write_stage_environment(project, stage, environment):
         logger.info("stack outputs written to the stage's environment in .chalice/config.json")
+    if chalice_stage.write_function_policies(
+        project, stage, render_function_policies(project, stage, outputs)
+    ):
+        logger.info("each function's own policy named in .chalice/config.json (no autogen)")
 
     deployed_record = project / ".chalice" / "deployed" / f"{stage}.json"
     if deployed_record.exists() and not recorded_api_exists(running, deployed_record):
@@ -172,6 +198,14 @@ def deploy(
         deployed_record.unlink()
     with _step(timings, f"chalice deploy --stage {stage}"):
         deployed = chalice_stage.deploy_stage(running, project, stage)
+
+    with _step(timings, "API key and usage plan of the write routes"):
+        access = api_access.ensure_api_access(
+            client_for_running(running, "apigateway"),
+            api_access.access_name(chalice_stage.app_name(project), stage),
+            deployed.rest_api_id,
+            chalice_stage.api_gateway_stage(project, stage),
+        )
 
     with _step(timings, "SQS mapping: partial batch responses"):
         enable_partial_batch_responses(
@@ -202,6 +236,8 @@ def deploy(
                     "dashboard_url": website_url,
                     "stage": stage,
                     "url": deployed.api_url,
+                    # endpoints.json is git-ignored and never uploaded: the key stays here.
+                    "api_key": access.api_key,
                     "rest_api_id": deployed.rest_api_id,
                     "functions": deployed.functions,
                     "api_function": deployed.api_function,
@@ -212,7 +248,32 @@ def deploy(
                 }
             },
         )
-    return StageDeployment(deployed, outputs, applied, website_url, timings)
+    return StageDeployment(
+        deployed=deployed,
+        outputs=outputs,
+        migrations_applied=applied,
+        dashboard_url=website_url,
+        api_key=access.api_key,
+        step_seconds=timings,
+    )
+
+
+def render_function_policies(project: Path, stage: str, outputs: dict[str, str]) -> dict[str, str]:
+    """Each function's policy for this stage's resources (function_policies.py)."""
+    environment = chalice_stage.stage_config(project, stage).get("environment_variables", {})
+    namespace = environment.get(app_settings.POWERTOOLS_METRICS_NAMESPACE)
+    if not namespace:
+        raise DeployError(
+            f"{chalice_stage.config_path(project)}, stage {stage!r}: set "
+            f"{app_settings.POWERTOOLS_METRICS_NAMESPACE} in its environment_variables (the "
+            "functions' policies allow PutMetricData to that namespace only)"
+        )
+    resources = function_policies.StageResources.of(
+        outputs, namespace, chalice_stage.function_name(project, stage, WORKER)
+    )
+    templates = function_policies.policy_templates(project)
+    names = {f: chalice_stage.function_name(project, stage, f) for f in templates}
+    return function_policies.write_function_policies(project, stage, resources, names)
 
 
 def recorded_api_exists(running: dict[str, Any], deployed_record: Path) -> bool:
@@ -303,9 +364,15 @@ def destroy(
 ) -> None:
     """Delete what deploy created: the Chalice app, then the stack. The database is left."""
     running = running_cloud(cfg)
+    # Before the REST API goes: the usage plan's binding to it can only be removed while it exists.
+    api_access.remove_api_access(
+        client_for_running(running, "apigateway"),
+        api_access.access_name(chalice_stage.app_name(project), stage),
+    )
     if (project / ".chalice" / "deployed" / f"{stage}.json").exists():
         logger.info("== chalice delete --stage %s", stage)
         chalice_stage.delete_stage(running, project, stage)
+    database.drop_app_role(database.conninfo(running), database.app_role_name(stage))
     cloudformation = client_for_running(running, "cloudformation")
     with contextlib.suppress(stack.StackError):  # no stack: no bucket to empty
         bucket = stack.stack_outputs(cloudformation, stack.stack_name(stage))["DashboardBucketName"]

@@ -154,6 +154,9 @@ def up(cfg: Settings) -> UpResult:
                 f"`scripts/localcloud down` then `up`"
             )
         creds = Credentials.load_or_create(cfg.pg_credentials)
+        pg.ensure_app_database(
+            creds
+        )  # idempotent: an owner made by an older `up` is brought up to date
         data = _publish(cfg, ls_rec, pg_rec, creds, fresh=False)
         return UpResult(True, data, time.monotonic() - started_at)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -118,6 +119,10 @@ def start(cfg: Settings) -> procs.ProcessRecord:
     for d in (cfg.logs_dir, cfg.run_dir, cfg.functions_pids_dir, cfg.state_dir / "tmp"):
         d.mkdir(parents=True, exist_ok=True)
     _rotate(cfg.localstack_log)
+    # plux keys its entry-point index by the venv's path, not by what is installed: after the
+    # extension gains an entry point (a new hook), a kept index would silently leave it out.
+    # Rebuilding it costs well under a second of start-up.
+    shutil.rmtree(cfg.state_dir / "cache" / "plux", ignore_errors=True)
     logger.info("starting LocalStack on %s (log: %s)", cfg.localstack_url, cfg.localstack_log)
     with cfg.localstack_log.open("ab") as log:
         child = subprocess.Popen(

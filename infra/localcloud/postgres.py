@@ -11,6 +11,9 @@ uses peer authentication, so only the OS user running the server is the admin th
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -18,16 +21,29 @@ import pwd
 import secrets
 import stat
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from localcloud import discovery, procs
-from localcloud.settings import PG_APP_ROLE, PG_DATABASE, Settings
+from localcloud.settings import PG_DATABASE, PG_OWNER_ROLE, Settings
 
 logger = logging.getLogger(__name__)
 
 SERVER_USER_WHEN_ROOT = "postgres"
+SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
+PSQL_VARIABLE_PREFIX = "LOCALCLOUD_PSQL_"
+# The owner role (RDS's master user: it may create the functions' roles) and its database.
+# Values come from psql variables set from the environment; format() quotes them (%I, %L).
+OWNER_DATABASE_SCRIPT = """\\getenv role LOCALCLOUD_PSQL_ROLE
+\\getenv dbname LOCALCLOUD_PSQL_DBNAME
+\\getenv verifier LOCALCLOUD_PSQL_VERIFIER
+SELECT format('CREATE ROLE %I', :'role')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \\gexec
+SELECT format('ALTER ROLE %I WITH LOGIN CREATEROLE PASSWORD %L', :'role', :'verifier') \\gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'dbname', :'role')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'dbname') \\gexec
+"""
 CONF_NAME = "localcloud.conf"
 START_TIMEOUT_S = 30
 
@@ -44,11 +60,12 @@ class Credentials:
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
-        """The app role's credentials, generated once and kept in ``path`` (mode 0600)."""
+        """The owner's (master user's) credentials, generated once and kept in ``path``
+        (mode 0600), the local cloud's own state, as RDS keeps its master password."""
         if path.is_file():
             data = json.loads(path.read_text())
             return cls(data["username"], data["password"], data["dbname"])
-        creds = cls(PG_APP_ROLE, secrets.token_urlsafe(24), PG_DATABASE)
+        creds = cls(PG_OWNER_ROLE, secrets.token_urlsafe(24), PG_DATABASE)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -117,11 +134,19 @@ class PostgresServer:
         cmd = [str(self.bindir / tool), *args]
         return ["runuser", "-u", self.run_as, "--", *cmd] if self.run_as else cmd
 
-    def _run(self, tool: str, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+    def _run(
+        self,
+        tool: str,
+        *args: str,
+        stdin: str | None = None,
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         cmd = self._cmd(tool, *args)
         result = subprocess.run(
             cmd,
             input=stdin,
+            env={**os.environ, **env} if env else None,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -269,9 +294,13 @@ class PostgresServer:
             return not procs.port_is_free(self.cfg.host, self.cfg.pg_port)
         return result.returncode == 0
 
-    def psql_admin(self, sql: str) -> str:
-        """Run ``sql`` as the admin over the unix socket (peer auth); SQL goes through stdin so
-        passwords never appear in a process list."""
+    def psql_admin(self, sql: str, variables: Mapping[str, str] | None = None) -> str:
+        """Run ``sql`` as the admin over the unix socket (peer auth). SQL goes through stdin,
+        ``variables`` through the environment (``\\getenv name LOCALCLOUD_PSQL_NAME`` in the
+        script): neither appears in a process list."""
+        environment = {
+            f"{PSQL_VARIABLE_PREFIX}{k.upper()}": v for k, v in (variables or {}).items()
+        }
         return self._run(
             "psql",
             "-X",
@@ -288,20 +317,21 @@ class PostgresServer:
             "-f",
             "-",
             stdin=sql,
+            env=environment,
         )
 
     def ensure_app_database(self, creds: Credentials) -> None:
-        """Create or update the app role (password = ``creds``) and its database."""
-        role = _ident(creds.username)
-        password = creds.password.replace("'", "''")
+        """Create or update the owner role (the master user, as RDS has one: LOGIN CREATEROLE,
+        password = ``creds``) and the app's database it owns. The script is constant; the
+        values reach psql in its environment (``\\getenv``, psql >= 15) and are quoted by
+        ``format()``, and the password goes as a SCRAM verifier, never in plain text."""
         self.psql_admin(
-            "SET password_encryption = 'scram-sha-256';\n"
-            f"SELECT format('CREATE ROLE %I LOGIN', '{creds.username}') "
-            f"WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{creds.username}')\\gexec\n"
-            f"ALTER ROLE {role} WITH LOGIN PASSWORD '{password}';\n"
-            f"SELECT format('CREATE DATABASE %I OWNER %I', '{creds.dbname}', '{creds.username}') "
-            "WHERE NOT EXISTS (SELECT 1 FROM pg_database "
-            f"WHERE datname = '{creds.dbname}')\\gexec\n"
+            OWNER_DATABASE_SCRIPT,
+            variables={
+                "role": creds.username,
+                "dbname": creds.dbname,
+                "verifier": scram_sha256_verifier(creds.password),
+            },
         )
 
     def is_running(self) -> bool:
@@ -348,5 +378,19 @@ def _live_postgres(pidfile: Path) -> procs.ProcessRecord | None:
     return procs.ProcessRecord(pid, stat_.starttime)
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def scram_sha256_verifier(
+    password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS
+) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802/7677, as libpq's
+    PQencryptPasswordConn makes it): ALTER ROLE ... PASSWORD takes it in place of the password,
+    which then never reaches the server, its log or a failed statement's message."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"

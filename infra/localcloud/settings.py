@@ -40,7 +40,9 @@ MAX_ESM_SCALE_UP_PER_MINUTE = 60000.0
 # EventSourceMappingUUID): localcloud_ext.scaling_policy.GAUGE_NAMESPACE, checked equal by a test.
 EVENT_SOURCE_MAPPING_METRICS_NAMESPACE = "LocalCloud/EventSourceMapping"
 PG_DATABASE = "app"
-PG_APP_ROLE = "app"
+# The database's owner, RDS's master user (its secret is SECRET_NAME); the deploy makes each
+# stage's functions a role of their own. A state dir made before keeps its owner, "app".
+PG_OWNER_ROLE = "app_owner"
 SECRET_NAME = "localcloud/rds/credentials"
 # LocalStack accepts any credentials; these are its documented defaults.
 AWS_ACCESS_KEY_ID = "test"

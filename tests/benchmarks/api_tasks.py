@@ -364,8 +364,9 @@ def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
 class Client:
     """T client threads that live for the whole run, each with its own requests.Session."""
 
-    def __init__(self, base_url: str, threads: int) -> None:
+    def __init__(self, base_url: str, threads: int, api_key: str | None = None) -> None:
         self.base_url = base_url
+        self._headers = {**JSON_HEADERS, **({"x-api-key": api_key} if api_key else {})}
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="client")
         self._sessions = ThreadSessions()
 
@@ -382,7 +383,7 @@ class Client:
                 method,
                 self.base_url + path,
                 data=body,
-                headers=JSON_HEADERS if body is not None else None,
+                headers=self._headers if body is not None else None,
                 timeout=REQUEST_TIMEOUT_SECONDS,
             )
         except requests.RequestException as e:
@@ -785,7 +786,7 @@ def run(args: argparse.Namespace) -> int:
         running["api"]["api_function"],
         running["api"]["worker_function"],
     )
-    client = Client(base, args.threads)
+    client = Client(base, args.threads, running["api"].get("api_key"))
     print(f"API benchmark against {base} ({os.cpu_count()} CPUs here, shared with the stack)")
     print(f"  before: {queue_state(client)}")
     try:

@@ -166,6 +166,7 @@ def post_tasks(target: Target, tasks: list[dict[str, Any]]) -> list[str]:
             response = http.post(
                 f"{target.api_url}tasks/batch",
                 json={"tasks": tasks[start : start + POST_BATCH]},
+                headers={"x-api-key": target.api_key} if target.api_key else None,
                 timeout=60,
             )
             if response.status_code != 202:

@@ -82,12 +82,13 @@ class Stage:
             event_source_mapping=self.mapping_uuid,
             dashboard_bucket=outputs["DashboardBucketName"],
             dashboard_url=self.deployment.dashboard_url,
+            api_key=self.deployment.api_key,
         )
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        """What a client of the write routes sends to be let in (none yet)."""
-        return {}
+        """What a client of the write routes sends to be let in: the stage's API key."""
+        return {"x-api-key": self.deployment.api_key}
 
     def post(self, path: str, body: Any) -> requests.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -115,6 +116,8 @@ def deployed_stage(
         shutil.copy(REPO / name, project / name)
     shutil.copytree(REPO / "chalicelib", project / "chalicelib")
     (project / ".chalice").mkdir()
+    # Each function's policy template: the deploy renders them with this stage's resources.
+    shutil.copytree(REPO / ".chalice" / "policies", project / ".chalice" / "policies")
     if (REPO / ".chalice" / "deployments").is_dir():  # Chalice's cache of vendored packages
         shutil.copytree(REPO / ".chalice" / "deployments", project / ".chalice" / "deployments")
     config = json.loads((REPO / ".chalice" / "config.json").read_text())

@@ -45,7 +45,7 @@ def test_credentials_are_generated_once_and_private(tmp_path: Path) -> None:
     first = Credentials.load_or_create(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Credentials.load_or_create(path) == first
-    assert (first.username, first.dbname) == ("app", "app")
+    assert (first.username, first.dbname) == ("app_owner", "app")
     assert len(first.password) >= 24
 
 

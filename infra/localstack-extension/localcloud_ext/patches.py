@@ -203,3 +203,53 @@ def _put_log_events(
             logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
     except Exception as error:
         LOG.warning("Error saving logs to group %s: %s", group, error)
+
+
+@hooks.on_infra_start()
+def throttle_usage_plans() -> None:
+    """After LocalStack's own API key check (the request then carries the key's id), apply the
+    usage plans' throttles of the stage the request is for."""
+    from localstack.services.apigateway.next_gen.execute_api.gateway_response import (
+        ThrottledError,
+    )
+    from localstack.services.apigateway.next_gen.execute_api.handlers.api_key_validation import (
+        ApiKeyValidationHandler,
+    )
+    from localstack.services.apigateway.next_gen.execute_api.moto_helpers import (
+        get_usage_plan_keys,
+        get_usage_plans,
+    )
+    from localstack.utils.patch import patch
+
+    from localcloud_ext.usage_plans import THROTTLE, THROTTLED_MESSAGE, applicable_limits
+
+    require_parameters(ApiKeyValidationHandler.__call__, ["self", "chain", "context", "response"])
+
+    @patch(ApiKeyValidationHandler.__call__)
+    def validate_then_throttle(
+        validate: Any, self: ApiKeyValidationHandler, chain: Any, context: Any, response: Any
+    ) -> None:
+        validate(self, chain, context, response)  # raises 403 for a missing or wrong key
+        identity = context.context_variables.get("identity") or {}
+        key_id = identity.get("apiKeyId")
+        if not context.resource_method.get("apiKeyRequired") or not key_id:
+            return
+        account, region = context.account_id, context.region
+
+        def plan_has_key(plan_id: str) -> bool:
+            keys = get_usage_plan_keys(
+                usage_plan_id=plan_id, account_id=account, region_name=region
+            )
+            return any(k["id"] == key_id for k in keys)
+
+        limits = applicable_limits(
+            get_usage_plans(account_id=account, region_name=region),
+            context.api_id,
+            context.stage,
+            context.resource["path"],
+            context.invocation_request["http_method"],
+            plan_has_key,
+        )
+        if not THROTTLE.admit(key_id, limits):
+            LOG.debug("API key %s over its usage plan's limit on %s", key_id, context.api_id)
+            raise ThrottledError(THROTTLED_MESSAGE)
