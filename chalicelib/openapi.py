@@ -17,8 +17,15 @@ ERROR_STATUSES = {
     "409": "The idempotency key was used before for another task.",
     "413": "The body, or one task of a batch, is over its byte limit.",
     "415": "The body is not JSON (Content-Type other than application/json).",
-    "503": "SQS or PostgreSQL did not answer; nothing was kept: retry.",
+    "503": "SQS or PostgreSQL did not answer, or the request could not finish in its time; "
+    "nothing of it was kept: retry with the same idempotency keys.",
 }
+# Answered by API Gateway itself, before the app sees the request (body {"message": ...}).
+GATEWAY_STATUSES = {
+    "403": "No API key, or a wrong one (x-api-key).",
+    "429": "Over the usage plan's rate or burst limit: retry later.",
+}
+API_KEY_SCHEME = "apiKey"
 SUBMIT_ERRORS = ("400", "409", "413", "415", "503")
 # Python's str.isprintable() is what validation checks; JSON Schema's regex cannot say all of
 # it (Unicode categories), so the pattern refuses the control characters and the description
@@ -158,9 +165,14 @@ def _submit(schema: str, accepted: str, summary: str) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": _ref(schema)}},
             },
+            "security": [{API_KEY_SCHEME: []}],
             "responses": {
                 "202": _json(_ref(accepted), "Stored and enqueued."),
                 **_errors(*SUBMIT_ERRORS),
+                **{
+                    status: _json(_ref("GatewayError"), description)
+                    for status, description in GATEWAY_STATUSES.items()
+                },
             },
         }
     }
@@ -241,5 +253,18 @@ def document() -> dict[str, Any]:
             "description": "Tasks in through API Gateway, through SQS, to PostgreSQL.",
         },
         "paths": _paths(),
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": {
+                **_schemas(),
+                "GatewayError": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string"}},
+                    "required": ["message"],
+                },
+            },
+            # The write routes' key: API Gateway's API keys with a usage plan (the deploy's).
+            "securitySchemes": {
+                API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "x-api-key"}
+            },
+        },
     }

@@ -82,9 +82,15 @@ def test_the_write_routes_answer_202_and_every_client_error(
 ) -> None:
     responses = document["paths"][path]["post"]["responses"]
 
-    assert set(responses) == {"202", "400", "409", "413", "415", "503"}
+    assert set(responses) == {"202", "400", "403", "409", "413", "415", "429", "503"}
     error = responses["400"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/Error"}
+    # API Gateway's own answers: the key (x-api-key) and the usage plan's limits.
+    gateway = responses["429"]["content"]["application/json"]["schema"]
+    assert gateway == {"$ref": "#/components/schemas/GatewayError"}
+    assert document["paths"][path]["post"]["security"] == [{"apiKey": []}]
+    scheme = document["components"]["securitySchemes"]["apiKey"]
+    assert scheme == {"type": "apiKey", "in": "header", "name": "x-api-key"}
 
 
 def test_the_app_serves_the_document(client: Client, document: dict[str, Any]) -> None:  # noqa: F811
