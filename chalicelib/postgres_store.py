@@ -79,9 +79,11 @@ def _task(row: Mapping[str, Any]) -> Task:
 
 
 class PostgresTaskStore(TaskStore):
-    def __init__(self, conninfo: Callable[[], str]) -> None:
-        """`conninfo` is called when a connection is (re)opened, so the secret is read lazily."""
+    def __init__(self, conninfo: Callable[[], str], stage: str) -> None:
+        """`conninfo` is called when a connection is (re)opened, so the secret is read lazily.
+        `stage`: the stage this store's tasks belong to (stages share the table)."""
         self._conninfo = conninfo
+        self._stage = stage
         self._connection: Connection | None = None
 
     def _connect(self) -> Connection:
@@ -121,8 +123,9 @@ class PostgresTaskStore(TaskStore):
                     for row in conn.execute(
                         """
                         INSERT INTO tasks (id, type, payload, status, attempts, idempotency_key,
-                                           correlation_id, accepted_at)
-                        SELECT id, type, payload, 'pending', 0, key, correlation_id, accepted_at
+                                           correlation_id, accepted_at, stage)
+                        SELECT id, type, payload, 'pending', 0, key, correlation_id, accepted_at,
+                               %s
                         FROM unnest(%s::uuid[], %s::text[], %s::text[]::jsonb[], %s::text[],
                                     %s::text[], %s::timestamptz[])
                              AS t(id, type, payload, key, correlation_id, accepted_at)
@@ -130,6 +133,7 @@ class PostgresTaskStore(TaskStore):
                         RETURNING id
                         """,
                         (
+                            self._stage,
                             [t.id for t in tasks],
                             [t.type for t in tasks],
                             [json.dumps(t.payload) for t in tasks],
@@ -268,7 +272,8 @@ class PostgresTaskStore(TaskStore):
     def unfinished_count(self) -> int:
         row = self._run(
             lambda conn: conn.execute(
-                f"SELECT count(*) AS n FROM tasks WHERE {UNFINISHED}"
+                f"SELECT count(*) AS n FROM tasks WHERE stage = %s AND {UNFINISHED}",
+                (self._stage,),
             ).fetchone()
         )
         assert row is not None
@@ -277,10 +282,10 @@ class PostgresTaskStore(TaskStore):
     def idle_tasks(self, touched_before: datetime, limit: int) -> list[Task]:
         rows = self._run(
             lambda conn: conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {UNFINISHED} "
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE stage = %s AND {UNFINISHED} "
                 "AND greatest(accepted_at, started_at, requeued_at) < %s "
                 "ORDER BY accepted_at LIMIT %s",
-                (touched_before, limit),
+                (self._stage, touched_before, limit),
             ).fetchall()
         )
         return [_task(row) for row in rows]
@@ -309,9 +314,9 @@ class PostgresTaskStore(TaskStore):
         return self._run(
             lambda conn: (
                 conn.execute(
-                    "DELETE FROM tasks WHERE status = 'pending' "
+                    "DELETE FROM tasks WHERE stage = %s AND status = 'pending' "
                     "AND accepted_at < clock_timestamp() - make_interval(secs => %s)",
-                    (older_than_seconds,),
+                    (self._stage, older_than_seconds),
                 ).rowcount
             )
         )

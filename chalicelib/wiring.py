@@ -78,7 +78,7 @@ class Dependencies:
                 read_secret(secretsmanager, self.settings.database_secret_id)
             )
 
-        return PostgresTaskStore(conninfo)
+        return PostgresTaskStore(conninfo, self.settings.stage)
 
     @cached_property
     def cloudwatch(self) -> Any:
