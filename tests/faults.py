@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from chalicelib.model import TaskMessage
 from deployment import database, pipeline
@@ -402,6 +403,18 @@ def dead_letter_task_ids(stage: Stage) -> Counter[str]:
         ]
         sqs.change_message_visibility_batch(QueueUrl=stage.dead_letter_queue_url, Entries=entries)
     return seen
+
+
+def run_rows(stage: Stage, key_prefix: str) -> list[dict[str, Any]]:
+    """The rows of the burst run whose idempotency keys start with `key_prefix`."""
+    with psycopg.connect(
+        database.conninfo(stage.running), autocommit=True, row_factory=dict_row
+    ) as connection:
+        return connection.execute(
+            "SELECT id::text, status, attempts, error, idempotency_key, accepted_at, started_at, "
+            "finished_at, worker_request_id FROM tasks WHERE starts_with(idempotency_key, %s)",
+            (key_prefix,),
+        ).fetchall()
 
 
 def function_log_messages(stage: Stage, function: str, since: datetime) -> list[str]:

@@ -171,8 +171,14 @@ def test_max_bounds_how_many_messages_are_read(sqs: Any, queues: Queues) -> None
 
 def test_a_failed_send_puts_the_row_back_to_failed_and_keeps_the_message(queues: Queues) -> None:
     message = task_message()
-    sqs = Mock(spec=["receive_message", "send_message", "delete_message",
-                     "change_message_visibility_batch"])  # fmt: skip
+    sqs = Mock(
+        spec=[
+            "receive_message",
+            "send_message",
+            "delete_message",
+            "change_message_visibility_batch",
+        ]
+    )
     sqs.receive_message.side_effect = [
         {"Messages": [{"MessageId": "m1", "ReceiptHandle": "r1", "Body": message.body()}]},
         {"Messages": []},
