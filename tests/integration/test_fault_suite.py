@@ -10,14 +10,18 @@ PostgreSQL; LOCALCLOUD_VENVS_DIR names the venvs scripts/setup built. Each scena
 (accepted, done, in the DLQ, lost, duplicated, the time from the fault's end to the last task
 landing) are printed and written to fault-figures.json in that local cloud's state dir.
 
-The stage: worker timeout 5 s, visibility timeout 30 s, MaxReceiveCount 5 (the deploy's), the
+The stage: worker timeout 5 s, visibility timeout 15 s, MaxReceiveCount 5 (the deploy's), the
 trigger's MaximumConcurrency 10, retry backoff 2 s doubling to 16 s (four retries span 30 s, more
-than the 15 s database outage, so a task that would succeed never runs out of receives)."""
+than the 15 s database outage, so a task that would succeed never runs out of receives).
+The scenarios that only wait on retries (poison, flaky, the redrive's dead letters) send their
+bursts at once, side by side (each checks its own run); the others run one at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +43,9 @@ from tests.polling import wait_for
 from tests.stages import Stage, deployed_stage
 
 WORKER_TIMEOUT_SECONDS = 5
-VISIBILITY_TIMEOUT_SECONDS = 30
+# 3 x the worker's timeout, under AWS's 6 x: every crash and timeout scenario waits one
+# visibility timeout for its batch to come back, and the suite must stay within ~5 minutes.
+VISIBILITY_TIMEOUT_SECONDS = 15
 MAX_RECEIVES = pipeline.MAX_RECEIVE_COUNT
 MAX_CONCURRENCY = 10
 # The lead's settings (chalicelib/settings.py, issue 10); a base of 0 turns the backoff off.
@@ -110,7 +116,8 @@ class Outcome:
         finished = [row["finished_at"] for row in self.rows if row["finished_at"] is not None]
         recovery = None
         if self.window is not None and self.window.ended_at is not None and finished:
-            recovery = round((max(finished) - self.window.ended_at).total_seconds(), 1)
+            # <= 0: everything landed while the fault lasted (a throttle spans the whole run)
+            recovery = max(0.0, round((max(finished) - self.window.ended_at).total_seconds(), 1))
         return {
             "scenario": scenario,
             "accepted": integrity["accepted"],
@@ -123,6 +130,7 @@ class Outcome:
             "unexpected": len(integrity["unexpected"]),
             "fault_seconds": round(self.window.seconds, 1) if self.window else None,
             "recovery_seconds": recovery,
+            "drain_seconds": self.report["drain"]["last_final_seconds"],  # from the first send
             "integrity_ok": self.result.integrity_ok,
         }
 
@@ -212,6 +220,8 @@ def test_a_worker_environment_killed_mid_batch_loses_nothing(
     figures: list[dict[str, Any]],
     record_property: Callable[[str, object], None],
 ) -> None:
+    # Only this run's environments: then all of them busy means the one killed is mid-batch.
+    faults.stop_every_function_environment(cloud)
     since = datetime.now(UTC)
     settings = burst_settings(
         profile="steady",
@@ -371,87 +381,65 @@ def test_a_cold_start_storm_under_overload_keeps_every_task_and_retries_every_5x
     assert tasks["accepted"] == settings.count
 
 
-def test_redrive_moves_dead_letters_back_once_their_cause_is_fixed(
-    cloud: FaultCloud,
-    stage: Stage,
-    figures: list[dict[str, Any]],
-    record_property: Callable[[str, object], None],
-) -> None:
-    # GIVEN sleep tasks longer than the worker's timeout allows: deferred on every receive,
-    # then failed and dead-lettered
-    tasks = 5
-    settings = burst_settings(
-        count=tasks, task_type="sleep", sleep_ms=4500, batch=tasks, drain_seconds=90
-    )
-    outcome = burst_with_fault(stage, settings)
-    assert_every_task_final_once(outcome)
-    assert len(outcome.by_status("failed")) == tasks
-    assert all(row["attempts"] == MAX_RECEIVES for row in outcome.rows)
+# Sleep tasks longer than the worker's timeout allows (4.5 s + the worker's 1 s margin > 5 s):
+# deferred on every receive, then failed and dead-lettered. Raising the timeout fixes that.
+UNFIT_SLEEP_MS = 4500
+RETRY_RUNS = {
+    "poison": burst_settings(count=10, task_type="fail", batch=10, drain_seconds=75),
+    "flaky": burst_settings(
+        count=100, task_type="flaky", failure_rate=0.3, batch=20, drain_seconds=75
+    ),
+    "unfit": burst_settings(
+        count=5, task_type="sleep", sleep_ms=UNFIT_SLEEP_MS, batch=5, drain_seconds=75
+    ),
+}
 
-    # WHEN the cause is fixed (a longer timeout) and the DLQ is redriven
-    lambda_client = stage.client("lambda")
-    fixed = faults.begin("worker timeout raised to 10 s, DLQ redriven")
-    lambda_client.update_function_configuration(FunctionName=stage.worker_function, Timeout=10)
-    try:
-        lambda_client.get_waiter("function_updated_v2").wait(FunctionName=stage.worker_function)
-        result, _ = redrive_tool.run(cloud.settings, stage.name, None, dry_run=False)
-        prefix = outcome.report["idempotency_key_prefix"]
-        rows = wait_for(
-            lambda: faults.run_rows(stage, prefix),
-            lambda rows: all(row["status"] == "done" for row in rows),
-            60,
-            "the redriven tasks done",
-        )
-    finally:
-        lambda_client.update_function_configuration(
-            FunctionName=stage.worker_function, Timeout=WORKER_TIMEOUT_SECONDS
-        )
-        lambda_client.get_waiter("function_updated_v2").wait(FunctionName=stage.worker_function)
-    fixed.end(redrive=result.summary())
 
-    # THEN each ran once more and is done; nothing is left in the DLQ or duplicated
-    ids = {row["id"] for row in rows}
-    assert ids <= set(result.redriven), result.summary()
-    assert all(row["attempts"] == MAX_RECEIVES + 1 and row["error"] is None for row in rows)
-    assert not ids & set(faults.dead_letter_task_ids(stage))
-    numbered = [(int(row["idempotency_key"].removeprefix(prefix)), row["id"]) for row in rows]
-    again = check_integrity(numbered, [TaskRow.from_db(row) for row in rows], prefix)
-    assert again.ok and again.rows == tasks, again.to_json()
-    row = replace(outcome, rows=rows, window=fixed, dead_letters={}).figures("redrive")
-    row["redrive"] = result.summary()
-    figures.append(row)
-    record_property("figures", row)
+@dataclass(frozen=True)
+class RetryRuns:
+    since: datetime
+    outcomes: dict[str, Outcome]
+
+
+@pytest.fixture(scope="module")
+def retry_runs(stage: Stage) -> RetryRuns:
+    """The bursts of RETRY_RUNS, sent at once: they only wait on retries, so side by side they
+    take the time of one (each scenario checks its own run)."""
+    since = datetime.now(UTC)
+    outcomes: dict[str, Outcome] = {}
+    with ThreadPoolExecutor(len(RETRY_RUNS), thread_name_prefix="retry-run") as pool:
+        futures = {
+            name: pool.submit(burst_with_fault, stage, settings)
+            for name, settings in RETRY_RUNS.items()
+        }
+        for name, future in futures.items():
+            outcomes[name] = future.result()
+    return RetryRuns(since, outcomes)
 
 
 def test_a_poison_message_reaches_the_dlq_after_max_receives_with_its_error(
-    stage: Stage,
+    retry_runs: RetryRuns,
     figures: list[dict[str, Any]],
     record_property: Callable[[str, object], None],
 ) -> None:
-    settings = burst_settings(count=10, task_type="fail", batch=10, drain_seconds=75)
-
-    outcome = burst_with_fault(stage, settings)
+    outcome = retry_runs.outcomes["poison"]
 
     record(figures, record_property, "poison messages (fail)", outcome)
     assert_every_task_final_once(outcome)
-    assert len(outcome.by_status("failed")) == settings.count
+    assert len(outcome.by_status("failed")) == RETRY_RUNS["poison"].count
     for row in outcome.rows:
         assert row["attempts"] == MAX_RECEIVES, row
         assert "asked for it" in row["error"]  # the fail task's own reason
-    assert sum(outcome.dead_letters.values()) == settings.count
+    assert sum(outcome.dead_letters.values()) == RETRY_RUNS["poison"].count
 
 
 def test_partial_batch_failures_retry_only_the_failed_records(
     stage: Stage,
+    retry_runs: RetryRuns,
     figures: list[dict[str, Any]],
     record_property: Callable[[str, object], None],
 ) -> None:
-    since = datetime.now(UTC)
-    settings = burst_settings(
-        count=100, task_type="flaky", failure_rate=0.3, batch=20, drain_seconds=75
-    )
-
-    outcome = burst_with_fault(stage, settings)
+    outcome = retry_runs.outcomes["flaky"]
 
     record(figures, record_property, "partial batch failures (flaky 0.3)", outcome)
     assert_every_task_final_once(outcome)
@@ -465,10 +453,71 @@ def test_partial_batch_failures_retry_only_the_failed_records(
     ids = {row["id"] for row in outcome.rows}
     redelivered = [
         m
-        for m in log_messages(stage, since)
+        for m in log_messages(stage, retry_runs.since)
         if "already finished" in str(m.get("message", "")) and m.get("task_id") in ids
     ]
     assert redelivered == [], f"{len(redelivered)} deliveries of tasks already done"
+
+
+@contextlib.contextmanager
+def worker_timeout(stage: Stage, seconds: int) -> Iterator[None]:
+    """The worker's timeout set to `seconds` for the block, put back after."""
+    lambda_client = stage.client("lambda")
+    function = stage.worker_function
+
+    def set_timeout(value: int) -> None:
+        lambda_client.update_function_configuration(FunctionName=function, Timeout=value)
+        lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function)
+
+    set_timeout(seconds)
+    try:
+        yield
+    finally:
+        set_timeout(WORKER_TIMEOUT_SECONDS)
+
+
+def test_redrive_moves_dead_letters_back_once_their_cause_is_fixed(
+    cloud: FaultCloud,
+    stage: Stage,
+    retry_runs: RetryRuns,
+    figures: list[dict[str, Any]],
+    record_property: Callable[[str, object], None],
+) -> None:
+    # GIVEN tasks that outgrew the worker's timeout, dead-lettered after MaxReceiveCount
+    outcome = retry_runs.outcomes["unfit"]
+    tasks = RETRY_RUNS["unfit"].count
+    assert_every_task_final_once(outcome)
+    assert len(outcome.by_status("failed")) == tasks
+    assert all(row["attempts"] == MAX_RECEIVES for row in outcome.rows)
+    in_dlq_before = faults.dead_letter_task_ids(stage)
+
+    # WHEN the cause is fixed (a longer timeout) and the dead-letter queue is redriven
+    fixed = faults.begin("worker timeout raised to 10 s, DLQ redriven")
+    prefix = outcome.report["idempotency_key_prefix"]
+    with worker_timeout(stage, 10):
+        result, _ = redrive_tool.run(cloud.settings, stage.name, None, dry_run=False)
+        rows = wait_for(
+            lambda: faults.run_rows(stage, prefix),
+            lambda rows: all(row["status"] == "done" for row in rows),
+            60,
+            "the redriven tasks done",
+        )
+    fixed.end(redrive=result.summary())
+
+    # THEN every message of the DLQ was a failed task's and moved once; the unfit tasks ran
+    # once more and are done; none is left in the DLQ; the integrity check still holds
+    assert sorted(result.redriven) == sorted(in_dlq_before), result.summary()
+    assert not result.left, result.summary()
+    assert all(row["attempts"] == MAX_RECEIVES + 1 and row["error"] is None for row in rows)
+    assert not {row["id"] for row in rows} & set(faults.dead_letter_task_ids(stage))
+    numbered = [(int(row["idempotency_key"].removeprefix(prefix)), row["id"]) for row in rows]
+    again = check_integrity(numbered, [TaskRow.from_db(row) for row in rows], prefix)
+    assert again.ok and again.rows == tasks, again.to_json()
+    row = replace(outcome, rows=rows, window=fixed, dead_letters={}).figures("redrive")
+    row["redrive"] = result.summary()
+    figures.append(row)
+    record_property("figures", row)
+    print(f"\nredrive: {row}")
 
 
 def test_the_worker_timeout_hit_mid_batch_still_ends_every_task_once(
@@ -477,6 +526,7 @@ def test_the_worker_timeout_hit_mid_batch_still_ends_every_task_once(
     figures: list[dict[str, Any]],
     record_property: Callable[[str, object], None],
 ) -> None:
+    faults.stop_every_function_environment(cloud)  # only this run's environments
     since = datetime.now(UTC)
     # Batches of 10 x 1.5 s: three times what a 5 s invocation holds. And one environment
     # frozen past its timeout, so the timeout itself strikes in the middle of a batch.
