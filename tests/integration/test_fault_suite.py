@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +38,14 @@ from burst.settings import BurstSettings
 from chalicelib import settings as app_settings
 from deployment import pipeline
 from deployment import redrive as redrive_tool
-from localcloud.settings import Settings
+from localcloud.settings import (
+    ENV_PG_PORT,
+    ENV_PORT,
+    ENV_STATE_DIR,
+    ENV_VENVS_DIR,
+    PROJECT_ROOT,
+    Settings,
+)
 from tests import faults
 from tests.faults import FaultCloud, FaultThread, FaultWindow
 from tests.metrics import metric_values
@@ -120,7 +129,8 @@ class Outcome:
         integrity = self.report["integrity"]
         finished = [row["finished_at"] for row in self.rows if row["finished_at"] is not None]
         recovery = None
-        if self.window is not None and self.window.ended_at is not None and finished:
+        settled = all(row["status"] in ("done", "failed") for row in self.rows)
+        if settled and self.window is not None and self.window.ended_at is not None and finished:
             # <= 0: everything landed while the fault lasted (a throttle spans the whole run)
             recovery = max(0.0, round((max(finished) - self.window.ended_at).total_seconds(), 1))
         return {
@@ -494,6 +504,21 @@ def worker_timeout(stage: Stage, seconds: int) -> Iterator[None]:
         set_timeout(WORKER_TIMEOUT_SECONDS)
 
 
+def run_redrive_script(cloud: FaultCloud, *args: str) -> subprocess.CompletedProcess[str]:
+    cfg = cloud.settings
+    env = {
+        **os.environ,
+        ENV_STATE_DIR: str(cfg.state_dir),
+        ENV_VENVS_DIR: str(cfg.venvs_dir),
+        ENV_PORT: str(cfg.port),
+        ENV_PG_PORT: str(cfg.pg_port),
+    }
+    script = str(PROJECT_ROOT / "scripts" / "redrive")
+    return subprocess.run(
+        [script, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def test_redrive_moves_dead_letters_back_once_their_cause_is_fixed(
     cloud: FaultCloud,
     stage: Stage,
@@ -508,6 +533,11 @@ def test_redrive_moves_dead_letters_back_once_their_cause_is_fixed(
     assert len(outcome.by_status("failed")) == tasks
     assert all(row["attempts"] == MAX_RECEIVES for row in outcome.rows)
     in_dlq_before = faults.dead_letter_task_ids(stage)
+    # scripts/redrive --dry-run counts them and moves nothing
+    dry_run = run_redrive_script(cloud, "--stage", stage.name, "--dry-run")
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert f"{len(in_dlq_before)} would be redriven, 0 left in the DLQ" in dry_run.stdout
+    assert faults.dead_letter_task_ids(stage) == in_dlq_before
 
     # WHEN the cause is fixed (a longer timeout) and the dead-letter queue is redriven
     fixed = faults.begin("worker timeout raised to 10 s, DLQ redriven")
