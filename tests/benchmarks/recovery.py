@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,13 +33,14 @@ from burst.schedule import run_key_prefix
 from burst.settings import BurstSettings
 from localcloud.settings import Settings
 from tests import faults
+from tests.polling import wait_for
 from tests.stages import Stage, deployed_stage
 
 WORKER_TIMEOUT_SECONDS = 10
 VISIBILITY_TIMEOUT_SECONDS = 60
 BACKOFF_BASE = "TASK_RETRY_BACKOFF_BASE_SECONDS"
 BACKOFF_MAX = "TASK_RETRY_BACKOFF_MAX_SECONDS"
-OUTAGE_AFTER_SECONDS = 3.0  # into the burst, so that tasks are in flight when it strikes
+OUTAGE_AFTER_SECONDS = 3.0  # after both bursts stored tasks, so that some are in flight
 
 
 class BenchError(RuntimeError):
@@ -84,8 +87,9 @@ def check(args: argparse.Namespace) -> None:
 
 
 def burst_settings(args: argparse.Namespace, out_dir: Path) -> BurstSettings:
-    # Sending outlasts the outage: the burst reads the rows once it has sent everything.
-    duration = OUTAGE_AFTER_SECONDS + args.outage_seconds + 5
+    # Sending outlasts the outage (which waits for the first stored tasks, then
+    # OUTAGE_AFTER_SECONDS): the burst reads the rows once it has sent everything.
+    duration = OUTAGE_AFTER_SECONDS + args.outage_seconds + 12
     return BurstSettings(
         profile="steady",
         rate=args.rate,
@@ -125,24 +129,32 @@ def last_landed(stage: Stage, run_id: str) -> datetime | None:
 def bursts_side_by_side(
     stages: dict[str, Stage], settings: BurstSettings, outage: Callable[[], faults.FaultWindow]
 ) -> tuple[dict[str, tuple[str, BurstResult]], faults.FaultWindow]:
-    """The same burst at every stage at once, the outage `OUTAGE_AFTER_SECONDS` into them."""
+    """The same burst at every stage at once; the outage strikes once every burst has tasks
+    stored (a stage's burst checks GET /health first: an outage before would stop it)."""
+    run_ids = {label: new_run_id() for label in stages}
     results: dict[str, tuple[str, BurstResult]] = {}
     errors: list[BaseException] = []
 
     def send(label: str, stage: Stage) -> None:
-        run_id = new_run_id()
-        target = stage.target()
         try:
-            results[label] = (run_id, run_burst(target, settings, run_id=run_id))
+            result = run_burst(stage.target(), settings, run_id=run_ids[label])
         except BaseException as e:  # surfaced below, on the main thread
             errors.append(e)
+        else:
+            results[label] = (run_ids[label], result)
+
+    def outage_once_all_sending() -> faults.FaultWindow:
+        for label, stage in stages.items():
+            prefix = run_key_prefix(run_ids[label])
+            rows = functools.partial(faults.run_rows, stage, prefix)
+            wait_for(rows, bool, 60, f"{label}'s first tasks stored")
+        time.sleep(OUTAGE_AFTER_SECONDS)  # tasks in flight when it strikes
+        return outage()
 
     threads = [threading.Thread(target=send, args=item) for item in stages.items()]
-    fault = faults.FaultThread(outage, OUTAGE_AFTER_SECONDS)
     for thread in threads:
         thread.start()
-    fault.start()
-    window = fault.join()
+    window = faults.FaultThread(outage_once_all_sending).start().join()
     for thread in threads:
         thread.join()
     if errors:
