@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -415,6 +415,15 @@ def run_rows(stage: Stage, key_prefix: str) -> list[dict[str, Any]]:
             "finished_at, worker_request_id FROM tasks WHERE starts_with(idempotency_key, %s)",
             (key_prefix,),
         ).fetchall()
+
+
+def task_statuses(stage: Stage, task_ids: Iterable[str]) -> dict[str, str]:
+    """Task id -> its row's status, for the ids that have a row."""
+    with psycopg.connect(database.conninfo(stage.running), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT id::text, status FROM tasks WHERE id = ANY(%s::uuid[])", (list(task_ids),)
+        ).fetchall()
+    return {task_id: status for task_id, status in rows}
 
 
 def function_log_messages(stage: Stage, function: str, since: datetime) -> list[str]:
