@@ -158,12 +158,15 @@ def burst_settings(**overrides: Any) -> BurstSettings:
 
 
 def burst_with_fault(
+    cloud: FaultCloud,
     stage: Stage,
     settings: BurstSettings,
     inject: Callable[[str], FaultWindow] | None = None,
     after_seconds: float = 0.0,
 ) -> Outcome:
-    """Send the burst; `inject(key_prefix)` runs on a thread `after_seconds` into it."""
+    """Send the burst; `inject(key_prefix)` runs on a thread `after_seconds` into it. Its
+    report and chart go to the fault cloud's state dir, beside the figures."""
+    settings = replace(settings, out_dir=cloud.settings.state_dir / "reports")
     run_id = new_run_id()
     key_prefix = run_key_prefix(run_id)
     thread = None
@@ -262,7 +265,7 @@ def test_a_worker_environment_killed_mid_batch_loses_nothing(
     )
 
     outcome = burst_with_fault(
-        stage, settings, lambda prefix: faults.kill_busy_worker(cloud, stage, prefix), 1.0
+        cloud, stage, settings, lambda prefix: faults.kill_busy_worker(cloud, stage, prefix), 1.0
     )
 
     record(figures, record_property, "worker SIGKILLed mid-batch", outcome)
@@ -293,6 +296,7 @@ def test_a_postgres_outage_delays_tasks_and_dead_letters_none(
     )
 
     outcome = burst_with_fault(
+        cloud,
         stage,
         settings,
         lambda _: faults.stop_postgres_for(cloud, POSTGRES_OUTAGE_SECONDS),
@@ -321,6 +325,7 @@ def test_a_postgres_outage_delays_tasks_and_dead_letters_none(
 
 
 def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(
+    cloud: FaultCloud,
     stage: Stage,
     figures: list[dict[str, Any]],
     record_property: Callable[[str, object], None],
@@ -331,7 +336,7 @@ def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(
 
     with faults.reserved_concurrency(stage, stage.worker_function, reserved):
         started = faults.begin(f"reserved concurrency {reserved} < MaximumConcurrency 10")
-        outcome = burst_with_fault(stage, settings)
+        outcome = burst_with_fault(cloud, stage, settings)
     outcome = replace(outcome, window=started.end())
 
     record(figures, record_property, "reserved concurrency 2 < maximum 10", outcome)
@@ -370,7 +375,7 @@ def test_every_function_environment_stopped_during_a_burst_loses_nothing(
     )
 
     outcome = burst_with_fault(
-        stage, settings, lambda _: faults.stop_every_function_environment(cloud), 3.0
+        cloud, stage, settings, lambda _: faults.stop_every_function_environment(cloud), 3.0
     )
 
     record(figures, record_property, "every function environment stopped", outcome)
@@ -390,7 +395,7 @@ def test_a_cold_start_storm_under_overload_keeps_every_task_and_retries_every_5x
     )
 
     with faults.cold_start_storm(cloud, stage, maximum_concurrency=50) as window:
-        outcome = burst_with_fault(stage, settings)
+        outcome = burst_with_fault(cloud, stage, settings)
     outcome = replace(outcome, window=window)
 
     row = outcome.figures("cold-start storm, 2,000 tasks at MaximumConcurrency 50")
@@ -430,14 +435,14 @@ class RetryRuns:
 
 
 @pytest.fixture(scope="module")
-def retry_runs(stage: Stage) -> RetryRuns:
+def retry_runs(cloud: FaultCloud, stage: Stage) -> RetryRuns:
     """The bursts of RETRY_RUNS, sent at once: they only wait on retries, so side by side they
     take the time of one (each scenario checks its own run)."""
     since = datetime.now(UTC)
     outcomes: dict[str, Outcome] = {}
     with ThreadPoolExecutor(len(RETRY_RUNS), thread_name_prefix="retry-run") as pool:
         futures = {
-            name: pool.submit(burst_with_fault, stage, settings)
+            name: pool.submit(burst_with_fault, cloud, stage, settings)
             for name, settings in RETRY_RUNS.items()
         }
         for name, future in futures.items():
@@ -588,6 +593,7 @@ def test_the_worker_timeout_hit_mid_batch_still_ends_every_task_once(
     )
 
     outcome = burst_with_fault(
+        cloud,
         stage,
         settings,
         lambda prefix: faults.freeze_busy_worker(cloud, stage, prefix, WORKER_TIMEOUT_SECONDS + 2),
@@ -607,22 +613,23 @@ def test_localstack_killed_and_brought_back_still_ends_every_accepted_task(
     figures: list[dict[str, Any]],
     record_property: Callable[[str, object], None],
 ) -> None:
-    # Sending outlasts the restart (up + deploy): the burst reads the rows, through the
-    # secret LocalStack serves, once it has sent everything.
+    # Sending outlasts `up` (about 10 s; the deploy follows): the burst reads the rows,
+    # through the secret LocalStack serves, once it has sent everything.
     settings = burst_settings(
         profile="steady",
         rate=30,
-        duration=40,
-        count=1200,
+        duration=25,
+        count=750,
         task_type="sleep",
         sleep_ms=300,
         batch=10,
-        max_seconds=45,
+        max_seconds=30,
         drain_seconds=75,
     )
 
     with faults.reconciling(stage) as reconciler_answers:
         outcome = burst_with_fault(
+            cloud,
             stage,
             settings,
             lambda _: faults.restart_localstack(cloud, stage, VISIBILITY_TIMEOUT_SECONDS),
