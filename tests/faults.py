@@ -116,7 +116,8 @@ def fault_cloud_settings(state_dir: Path, venvs_dir: Path) -> Settings:
 @contextlib.contextmanager
 def fault_cloud(venvs_dir: Path) -> Iterator[FaultCloud]:
     """Start a local cloud in a new state dir; stop everything it started at the end. The state
-    dir stays (its logs, the figures), minus the databases' files."""
+    dir stays (its logs, the reports, the figures), minus the databases' and LocalStack's
+    files."""
     state_dir = Path(tempfile.mkdtemp(prefix="faultcloud-"))
     state_dir.chmod(0o755)  # mkdtemp makes it 0700; the postgres user must reach its data
     cfg = fault_cloud_settings(state_dir, venvs_dir)
@@ -126,8 +127,8 @@ def fault_cloud(venvs_dir: Path) -> Iterator[FaultCloud]:
         yield FaultCloud(cfg, result.endpoints)
     finally:
         outcome = control.down(cfg)
-        shutil.rmtree(cfg.pg_dir, ignore_errors=True)
-        shutil.rmtree(cfg.localstack_root, ignore_errors=True)
+        for bulky in (cfg.pg_dir, cfg.localstack_root, cfg.state_dir / "tmp"):
+            shutil.rmtree(bulky, ignore_errors=True)
         assert not outcome.problems, outcome.problems
 
 
