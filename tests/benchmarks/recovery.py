@@ -96,7 +96,7 @@ def burst_settings(args: argparse.Namespace, out_dir: Path) -> BurstSettings:
         duration=duration,
         count=int(args.rate * duration) + 1,
         task_type="sleep",
-        sleep_ms=300,
+        payload_options={"sleep_ms": 300},
         batch=10,
         threads=4,
         max_seconds=duration + 10,

@@ -260,7 +260,7 @@ def test_a_worker_environment_killed_mid_batch_loses_nothing(
         duration=5,
         count=300,
         task_type="sleep",
-        sleep_ms=200,
+        payload_options={"sleep_ms": 200},
         batch=10,
     )
 
@@ -291,7 +291,7 @@ def test_a_postgres_outage_delays_tasks_and_dead_letters_none(
         duration=POSTGRES_OUTAGE_SECONDS + 7,
         count=1000,
         task_type="sleep",
-        sleep_ms=300,
+        payload_options={"sleep_ms": 300},
         batch=10,
     )
 
@@ -332,7 +332,9 @@ def test_reserved_concurrency_below_the_maximum_throttles_and_loses_nothing(
 ) -> None:
     reserved = 2
     since = datetime.now(UTC).replace(microsecond=0)
-    settings = burst_settings(task_type="sleep", sleep_ms=200, count=100, batch=10)
+    settings = burst_settings(
+        task_type="sleep", payload_options={"sleep_ms": 200}, count=100, batch=10
+    )
 
     with faults.reserved_concurrency(stage, stage.worker_function, reserved):
         started = faults.begin(f"reserved concurrency {reserved} < MaximumConcurrency 10")
@@ -370,7 +372,7 @@ def test_every_function_environment_stopped_during_a_burst_loses_nothing(
         duration=6,
         count=240,
         task_type="sleep",
-        sleep_ms=200,
+        payload_options={"sleep_ms": 200},
         batch=10,
     )
 
@@ -420,10 +422,18 @@ UNFIT_SLEEP_MS = 4500
 RETRY_RUNS = {
     "poison": burst_settings(count=10, task_type="fail", batch=10, drain_seconds=75),
     "flaky": burst_settings(
-        count=100, task_type="flaky", failure_rate=0.3, batch=20, drain_seconds=75
+        count=100,
+        task_type="flaky",
+        payload_options={"failure_rate": 0.3},
+        batch=20,
+        drain_seconds=75,
     ),
     "unfit": burst_settings(
-        count=5, task_type="sleep", sleep_ms=UNFIT_SLEEP_MS, batch=5, drain_seconds=75
+        count=5,
+        task_type="sleep",
+        payload_options={"sleep_ms": UNFIT_SLEEP_MS},
+        batch=5,
+        drain_seconds=75,
     ),
 }
 
@@ -589,7 +599,7 @@ def test_the_worker_timeout_hit_mid_batch_still_ends_every_task_once(
     # Batches of 10 x 1.5 s: three times what a 5 s invocation holds. And one environment
     # frozen past its timeout, so the timeout itself strikes in the middle of a batch.
     settings = burst_settings(
-        count=40, task_type="sleep", sleep_ms=1500, batch=10, drain_seconds=90
+        count=40, task_type="sleep", payload_options={"sleep_ms": 1500}, batch=10, drain_seconds=90
     )
 
     outcome = burst_with_fault(
@@ -621,7 +631,7 @@ def test_localstack_killed_and_brought_back_still_ends_every_accepted_task(
         duration=25,
         count=750,
         task_type="sleep",
-        sleep_ms=300,
+        payload_options={"sleep_ms": 300},
         batch=10,
         max_seconds=30,
         drain_seconds=75,
