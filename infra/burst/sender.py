@@ -20,9 +20,9 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 JSON_HEADERS = {"Content-Type": "application/json"}
 # A 5xx or a transport error says nothing certain of what the API kept, so the request is sent
 # again, unchanged: the same idempotency keys give each task once. The waits between attempts
-# (1 + 2 + 4 + 8 + 16 s) outlast API Gateway's 29-s limit, after which a retry takes over the
-# tasks of a request that died mid-way (chalicelib/service.py).
-RETRY_DELAYS_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0)
+# (47 s in all) outlast the 30 s after which a retry takes over the tasks of a request that
+# died mid-way without an answer (chalicelib/service.py, ABANDONED_AFTER_SECONDS).
+RETRY_DELAYS_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 16.0)
 TRANSPORT = "transport error"
 # A send this far behind schedule counts as late: a thread was not free when it was due.
 LATE_SECONDS = 0.05

@@ -31,6 +31,7 @@ from typing import Any
 from burst.run import BurstResult, new_run_id, run_burst
 from burst.schedule import run_key_prefix
 from burst.settings import BurstSettings
+from chalicelib import settings as app_settings
 from localcloud.settings import Settings
 from tests import faults
 from tests.polling import wait_for
@@ -38,8 +39,8 @@ from tests.stages import Stage, deployed_stage
 
 WORKER_TIMEOUT_SECONDS = 10
 VISIBILITY_TIMEOUT_SECONDS = 60
-BACKOFF_BASE = "TASK_RETRY_BACKOFF_BASE_SECONDS"
-BACKOFF_MAX = "TASK_RETRY_BACKOFF_MAX_SECONDS"
+BACKOFF_BASE = app_settings.TASK_RETRY_BACKOFF_BASE_SECONDS
+BACKOFF_MAX = app_settings.TASK_RETRY_BACKOFF_MAX_SECONDS
 OUTAGE_AFTER_SECONDS = 3.0  # after both bursts stored tasks, so that some are in flight
 
 

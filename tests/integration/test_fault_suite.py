@@ -62,9 +62,9 @@ VISIBILITY_TIMEOUT_SECONDS = 30
 DEAD_LETTER_SETTLE_SECONDS = VISIBILITY_TIMEOUT_SECONDS + 10
 MAX_RECEIVES = pipeline.MAX_RECEIVE_COUNT
 MAX_CONCURRENCY = 10
-# The lead's settings (chalicelib/settings.py, issue 10); a base of 0 turns the backoff off.
-BACKOFF_BASE = "TASK_RETRY_BACKOFF_BASE_SECONDS"
-BACKOFF_MAX = "TASK_RETRY_BACKOFF_MAX_SECONDS"
+# The retry backoff's settings (chalicelib/settings.py); a base of 0 turns it off.
+BACKOFF_BASE = app_settings.TASK_RETRY_BACKOFF_BASE_SECONDS
+BACKOFF_MAX = app_settings.TASK_RETRY_BACKOFF_MAX_SECONDS
 STAGE_ENVIRONMENT = {
     app_settings.WORKER_MAX_CONCURRENCY: str(MAX_CONCURRENCY),
     BACKOFF_BASE: "2",

@@ -49,7 +49,12 @@ def observations() -> Observations:
     ]
     log = SendLog(started=10.0)
     log.sent = [
-        Sent(planned[0], 0.0, 0.1, Answer(202, ("accepted", "accepted"), ("a", "b"))),
+        Sent(
+            planned[0],
+            0.0,
+            0.1,
+            Answer(202, ("accepted", "accepted"), ("a", "b"), retried=("502", "503")),
+        ),
         Sent(planned[1], 0.6, 0.7, Answer(202, ("accepted",), ("c",))),
         Sent(planned[2], 1.0, 1.2, Answer(503)),
         Sent(planned[3], 1.5, 31.5, Answer(None, error="ReadTimeout")),
@@ -115,6 +120,12 @@ def test_the_report_holds_every_figure() -> None:
     assert report["integrity"]["ok"] is True
     assert report["sending"]["sent_tasks"] == 5 and report["sending"]["planned_tasks"] == 5
     assert report["sending"]["lateness_s"]["max"] == pytest.approx(0.1)
+    assert report["sending"]["retries"] == {
+        "requests_retried": 1,
+        "extra_attempts": 2,
+        "earlier_answers": {"502": 1, "503": 1},
+        "still_failing": 2,  # the 503 and the transport error, never retried here
+    }
     assert [e["arrivals"] for e in report["timeline"]] == [3, 2, 0]
     assert [e["concurrent_batches"] for e in report["timeline"]] == [0, 2, 2]
     assert [e.get("esm_concurrent_batches") for e in report["timeline"]] == [None, 2.0, None]

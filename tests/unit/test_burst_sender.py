@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from burst.schedule import PlannedRequest
-from burst.sender import Answer, SystemClock, answer_from, send_on_schedule
+from burst.sender import Answer, HttpSender, SystemClock, answer_from, send_on_schedule
 
 Send = Callable[[PlannedRequest], Answer]
 
@@ -140,3 +140,50 @@ def test_a_single_answer_gives_its_id_and_an_odd_body_is_an_error() -> None:
     assert answer_from(False, 202, {"id": "x", "outcome": "accepted"}).task_ids == ("x",)
     with pytest.raises(KeyError):
         answer_from(True, 202, {"id": "x"})
+
+
+# --- retries: a 5xx or a transport error is sent again with the same body -----------------------
+
+
+class ScriptedSender(HttpSender):
+    """HttpSender whose attempts answer from a script instead of the network."""
+
+    def __init__(self, answers: list[Answer], delays: tuple[float, ...]) -> None:
+        self.slept: list[float] = []
+        super().__init__("http://127.0.0.1:1/", retry_delays=delays, sleep=self.slept.append)
+        self._answers = list(answers)
+        self.bodies: list[tuple[object, ...]] = []
+
+    def _attempt(self, request: PlannedRequest) -> Answer:
+        self.bodies.append(request.tasks)
+        return self._answers.pop(0)
+
+
+def test_a_5xx_and_a_transport_error_are_retried_with_the_same_tasks_until_an_answer() -> None:
+    accepted = Answer(202, ("accepted",), ("id-1",))
+    sender = ScriptedSender([Answer(503), Answer(None, error="ReadTimeout"), accepted], (1, 2, 4))
+    [request] = planned([0.0])
+
+    answer = sender(request)
+
+    assert (answer.status, answer.task_ids) == (202, ("id-1",))
+    assert answer.retried == ("503", "transport error") and answer.attempts == 3
+    assert sender.slept == [1, 2]
+    assert sender.bodies == [request.tasks] * 3  # the same idempotency keys every time
+
+
+def test_a_client_error_is_not_retried() -> None:
+    sender = ScriptedSender([Answer(400)], (1, 2))
+
+    answer = sender(planned([0.0])[0])
+
+    assert (answer.status, answer.retried, sender.slept) == (400, (), [])
+
+
+def test_retries_are_bounded_and_the_last_answer_is_kept() -> None:
+    sender = ScriptedSender([Answer(502), Answer(502), Answer(503)], (1, 2))
+
+    answer = sender(planned([0.0])[0])
+
+    assert (answer.status, answer.retried) == (503, ("502", "502"))
+    assert answer.retryable  # still failing: the report counts it
