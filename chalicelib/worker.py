@@ -71,6 +71,9 @@ class _Batch:
     retry_delays: list[tuple[str, int]] = field(default_factory=list)  # (receipt, seconds)
     dependency_error: str | None = None  # the first; later records are not tried
     skipped: int = 0
+    # The invocation's time when the batch began: about the function's timeout. A task that
+    # needs more can never run here, however often it is deferred.
+    started_with_ms: int = 0
 
 
 class Worker:
@@ -102,7 +105,7 @@ class Worker:
         """The Lambda handler's body: {"batchItemFailures": [{"itemIdentifier": id}, ...]}."""
         records = event.get("Records") or []
         self._metrics.add(BATCH_SIZE, len(records), "Count")
-        self._batch = _Batch()
+        self._batch = _Batch(started_with_ms=int(context.get_remaining_time_in_millis()))
         try:
             response = process_partial_response(
                 event=event,
@@ -215,6 +218,11 @@ class Worker:
             raise TaskNotCommitted("its API request has not committed it yet")
         try:
             needed_ms = self._runner.estimated_ms(message.type, message.payload) + MARGIN_MS
+            if needed_ms > self._batch.started_with_ms:
+                raise PermanentTaskFailure(
+                    f"needs about {needed_ms} ms, more than a whole invocation of this function "
+                    f"({self._batch.started_with_ms} ms): raise its timeout, then redrive it"
+                )
             if needed_ms > remaining_ms:
                 # Hand the record back rather than let the function time out: a timeout fails
                 # the whole batch, finished records included.

@@ -36,8 +36,14 @@ class FakeContext:
     function_name: str = "serverless-scaling-local-worker"
     memory_limit_in_mb: int = 128
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:worker"
+    # What the batch began with (the function's timeout, about); `remaining_ms` after that.
+    at_start_ms: int | None = None
+    _calls: int = 0
 
     def get_remaining_time_in_millis(self) -> int:
+        self._calls += 1
+        if self._calls == 1 and self.at_start_ms is not None:
+            return self.at_start_ms
         return self.remaining_ms
 
 
@@ -197,7 +203,7 @@ def test_a_task_that_would_outrun_the_invocation_goes_back_untried(
     worker: Worker, store: InMemoryTaskStore
 ) -> None:
     # sqs_all_succeed holds echo, sleep 0 ms and cpu 10 rounds: each needs about 1 s of margin.
-    response = worker.handle(event("sqs_all_succeed"), FakeContext(remaining_ms=900))
+    response = worker.handle(event("sqs_all_succeed"), FakeContext(remaining_ms=900, at_start_ms=30_000))
 
     assert len(response["batchItemFailures"]) == 3
     assert {r.status for r in store.rows.values()} == {"retrying"}
@@ -250,7 +256,7 @@ def test_a_failure_on_the_last_receive_counts_as_failed_not_retried(
 
 
 def test_deferred_tasks_count_as_retried(worker: Worker, metrics: InMemoryMetrics) -> None:
-    worker.handle(event("sqs_all_succeed"), FakeContext(remaining_ms=900))
+    worker.handle(event("sqs_all_succeed"), FakeContext(remaining_ms=900, at_start_ms=30_000))
 
     assert metrics.totals() == {"BatchSize": 3, "TasksRetried": 3}
 
@@ -473,7 +479,7 @@ def test_a_deferred_task_comes_back_at_once_and_is_never_failed_for_it(
 ) -> None:
     body = committed_task(store, "sleep", {"ms": 2000})
 
-    response = worker.handle(sqs_event((body, 1), (body, 5)), FakeContext(remaining_ms=2500))
+    response = worker.handle(sqs_event((body, 1), (body, 5)), FakeContext(remaining_ms=2500, at_start_ms=30_000))
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
     assert messages.delays == {"rh-1": 0}
@@ -491,3 +497,16 @@ def test_a_failure_to_set_the_delays_leaves_the_visibility_timeout(
     response = worker.handle(sqs_event((fail, 1)), FakeContext())
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+
+
+def test_a_task_longer_than_a_whole_invocation_fails_for_good_instead_of_deferring_forever(
+    worker: Worker, store: InMemoryTaskStore, messages: RecordedMessages
+) -> None:
+    body = committed_task(store, "sleep", {"ms": 4500})  # + 1 s of margin > a 5-s function
+
+    response = worker.handle(sqs_event((body, 1)), FakeContext(remaining_ms=5000))
+
+    assert response == {"batchItemFailures": []}
+    [row] = [r for r in store.rows.values() if r.payload == {"ms": 4500}]
+    assert row.status == "failed" and row.error is not None and "raise its timeout" in row.error
+    assert [reason for _, reason in messages.dead_letters] == [row.error]
