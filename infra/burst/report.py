@@ -135,6 +135,8 @@ def retry_figures(sent: Sequence[Sent]) -> dict[str, Any]:
         "extra_attempts": sum(len(s.answer.retried) for s in retried),
         "earlier_answers": dict(sorted(earlier.items())),
         "still_failing": sum(1 for s in sent if s.answer.retryable),
+        # How many attempts each of those had: the client gave up only after its last retry.
+        "still_failing_attempts": sorted({s.answer.attempts for s in sent if s.answer.retryable}),
     }
 
 

@@ -125,6 +125,7 @@ def test_the_report_holds_every_figure() -> None:
         "extra_attempts": 2,
         "earlier_answers": {"502": 1, "503": 1},
         "still_failing": 2,  # the 503 and the transport error, never retried here
+        "still_failing_attempts": [1],
     }
     assert [e["arrivals"] for e in report["timeline"]] == [3, 2, 0]
     assert [e["concurrent_batches"] for e in report["timeline"]] == [0, 2, 2]

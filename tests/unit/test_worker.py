@@ -203,7 +203,9 @@ def test_a_task_that_would_outrun_the_invocation_goes_back_untried(
     worker: Worker, store: InMemoryTaskStore
 ) -> None:
     # sqs_all_succeed holds echo, sleep 0 ms and cpu 10 rounds: each needs about 1 s of margin.
-    response = worker.handle(event("sqs_all_succeed"), FakeContext(remaining_ms=900, at_start_ms=30_000))
+    response = worker.handle(
+        event("sqs_all_succeed"), FakeContext(remaining_ms=900, at_start_ms=30_000)
+    )
 
     assert len(response["batchItemFailures"]) == 3
     assert {r.status for r in store.rows.values()} == {"retrying"}
@@ -479,7 +481,9 @@ def test_a_deferred_task_comes_back_at_once_and_is_never_failed_for_it(
 ) -> None:
     body = committed_task(store, "sleep", {"ms": 2000})
 
-    response = worker.handle(sqs_event((body, 1), (body, 5)), FakeContext(remaining_ms=2500, at_start_ms=30_000))
+    response = worker.handle(
+        sqs_event((body, 1), (body, 5)), FakeContext(remaining_ms=2500, at_start_ms=30_000)
+    )
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
     assert messages.delays == {"rh-1": 0}
