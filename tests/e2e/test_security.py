@@ -268,7 +268,7 @@ def test_no_password_or_api_key_appears_in_any_log_of_a_burst(
         rate=60,
         duration=2,
         task_type="flaky",
-        failure_rate=0.3,
+        payload_options={"failure_rate": 0.3},
         batch=10,
         threads=4,
         max_seconds=60,

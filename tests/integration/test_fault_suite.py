@@ -494,8 +494,10 @@ def test_partial_batch_failures_retry_only_the_failed_records(
     assert all(row["status"] == "done" for row in first_time)
     # About 70 % succeed at once (more than 4 standard deviations either way is a defect).
     assert 0.5 <= len(first_time) / len(outcome.rows) <= 0.9
+    # A failed one ran out of receives (a receive that found its request still committing
+    # counts as one, not as an attempt).
     for row in outcome.by_status("failed"):
-        assert row["attempts"] == MAX_RECEIVES
+        assert 1 <= row["attempts"] <= MAX_RECEIVES
     # A record that succeeded was deleted: no later delivery found its task already finished.
     ids = {row["id"] for row in outcome.rows}
     redelivered = [
@@ -582,7 +584,8 @@ def test_redrive_moves_dead_letters_back_once_their_cause_is_fixed(
     # once more and are done; none is left in the DLQ; the integrity check still holds
     assert sorted(result.redriven) == movable, result.summary()
     assert sum(result.left.values()) == staying, result.summary()
-    assert all(row["attempts"] == 2 and row["error"] is None for row in rows)
+    # at least one more attempt each (a deferral, when a batch's time ran short, is one too)
+    assert all(row["attempts"] >= 2 and row["error"] is None for row in rows)
     assert not {row["id"] for row in rows} & set(faults.dead_letter_task_ids(stage))
     numbered = [(int(row["idempotency_key"].removeprefix(prefix)), row["id"]) for row in rows]
     again = check_integrity(numbered, [TaskRow.from_db(row) for row in rows], prefix)

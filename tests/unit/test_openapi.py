@@ -88,9 +88,7 @@ def test_the_write_routes_answer_202_and_every_client_error(
     # API Gateway's own answers: the key (x-api-key) and the usage plan's limits.
     gateway = responses["429"]["content"]["application/json"]["schema"]
     assert gateway == {"$ref": "#/components/schemas/GatewayError"}
-    assert document["paths"][path]["post"]["security"] == [{"apiKey": []}]
-    scheme = document["components"]["securitySchemes"]["apiKey"]
-    assert scheme == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    assert "x-api-key" in responses["403"]["description"]
 
 
 def test_the_app_serves_the_document(client: Client, document: dict[str, Any]) -> None:  # noqa: F811
