@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from chalicelib.errors import (
     DependencyUnavailable,
@@ -131,7 +131,8 @@ class TaskService:
         age = (task.accepted_at - earlier.accepted_at).total_seconds()
         return "accepted" if age > ABANDONED_AFTER_SECONDS else "in progress"
 
-    def _withdraw(self, tasks: Sequence[Task], why: str) -> None:
+    def _withdraw(self, tasks: Sequence[Task], why: str) -> NoReturn:
+        """Withdraw the request's pending tasks and end it with a 503 that says why."""
         self._store.withdraw([t.id for t in tasks])
         self._metrics.flush()
         raise RequestNotFinished(f"{why}; nothing of this request was kept")
