@@ -116,7 +116,7 @@ def _response_schemas() -> dict[str, JsonSchema]:
         "type": "object",
         "properties": {
             "id": {"type": "string", "format": "uuid"},
-            "outcome": {"enum": ["accepted", "duplicate", "rejected", "conflict"]},
+            "outcome": {"enum": ["accepted", "duplicate", "conflict"]},
             "status": {"type": "string"},
             "status_path": {"type": "string"},
         },

@@ -45,7 +45,7 @@ class SystemClock:
 @dataclass(frozen=True)
 class Answer:
     """What the API answered one request. `outcomes` has one entry per task of the request
-    when the answer was a 2xx ("accepted", "duplicate", "rejected", ... as the API says);
+    when the answer was a 2xx ("accepted", "duplicate", "conflict", as the API says);
     `task_ids` the id of each of those tasks (None for a task the API did not keep)."""
 
     status: int | None

@@ -101,7 +101,7 @@ def request_body(kind: str, n: int) -> bytes | None:
 
 
 def accepted_from(kind: str, body: Any) -> tuple[list[str], int]:
-    """(ids of the tasks accepted, tasks rejected) from a 2xx answer's JSON body.
+    """(ids of the tasks accepted, tasks refused as conflicts) from a 2xx answer's JSON body.
     Raises KeyError / TypeError / ValueError when the body is not what the route answers."""
     if kind == NOOP:
         return [], 0
@@ -109,7 +109,7 @@ def accepted_from(kind: str, body: Any) -> tuple[list[str], int]:
         return [str(uuid.UUID(body["id"]))], 0
     results = body["results"]
     ids = [str(uuid.UUID(r["id"])) for r in results if r["outcome"] == "accepted"]
-    return ids, sum(1 for r in results if r["outcome"] == "rejected")
+    return ids, sum(1 for r in results if r["outcome"] == "conflict")
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def test_accepted_ids_come_from_the_single_and_the_batch_answers() -> None:
         "accepted": 1,
         "results": [
             {"id": a, "outcome": "accepted"},
-            {"id": b, "outcome": "rejected"},
+            {"id": b, "outcome": "conflict"},
         ],
     }
 

@@ -125,14 +125,14 @@ def test_a_batch_answer_gives_an_id_per_accepted_task() -> None:
         "accepted": 2,
         "results": [
             {"id": "a", "outcome": "accepted"},
-            {"id": "b", "outcome": "rejected"},
+            {"id": "b", "outcome": "conflict"},
             {"id": "c", "outcome": "duplicate"},
         ],
     }
 
     answer = answer_from(True, 202, body)
 
-    assert answer.outcomes == ("accepted", "rejected", "duplicate")
+    assert answer.outcomes == ("accepted", "conflict", "duplicate")
     assert answer.task_ids == ("a", None, "c")
 
 
