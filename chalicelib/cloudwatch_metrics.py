@@ -127,15 +127,22 @@ class CloudWatchMetrics(Metrics):
         # value costs a slot in the datum.
         rounded = float(round(value))
         with self._lock:
-            counts = self._pending.get(series)
-            if counts is None or rounded not in counts:
-                if self._pending_values >= self._max_pending_values:
-                    self._dropped_samples += 1  # reported at the next publish
-                    return
-                self._pending_values += 1
-                if counts is None:
-                    counts = self._pending[series] = Counter()
-            counts[rounded] += 1
+            self._record(series, rounded, 1)
+
+    def _record(self, series: _Series, value: float, count: int) -> bool:
+        """Count `count` samples of `value` into the buffer (the lock held). A value new to the
+        buffer takes a slot; with none left the samples are dropped (reported at the next
+        publish) and the answer is False."""
+        counts = self._pending.get(series)
+        if counts is None or value not in counts:
+            if self._pending_values >= self._max_pending_values:
+                self._dropped_samples += count
+                return False
+            self._pending_values += 1
+            if counts is None:
+                counts = self._pending[series] = Counter()
+        counts[value] += count
+        return True
 
     def flush(self) -> None:
         self._publish_when_due()
@@ -193,20 +200,14 @@ class CloudWatchMetrics(Metrics):
     def _keep_for_later(self, datums: list[dict[str, Any]]) -> bool:
         """Put unsent datums back into the buffer and arm the retry timer. False when the
         buffer had no room for all of them (counted as dropped)."""
+        all_kept = True
         with self._lock:
             for datum in datums:
                 series = _Series(
                     int(datum["Timestamp"].timestamp()), datum["MetricName"], datum["Unit"]
                 )
-                counts = self._pending.setdefault(series, Counter())
                 for value, count in zip(datum["Values"], datum["Counts"], strict=True):
-                    if value not in counts:
-                        if self._pending_values >= self._max_pending_values:
-                            self._dropped_samples += int(count)
-                            continue
-                        self._pending_values += 1
-                    counts[value] += int(count)
-            all_kept = self._dropped_samples == 0
+                    all_kept = self._record(series, value, int(count)) and all_kept
             if not self._timer_armed:
                 self._timer_armed = True
                 self._schedule(RETRY_AFTER_S, self._on_timer)

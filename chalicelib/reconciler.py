@@ -79,8 +79,9 @@ class Reconciler:
             idle = self._store.idle_tasks(touched_before, MAX_TASKS_PER_RUN)
             limit = redelivery.max_receives
             out_of_receives = [t for t in idle if limit is not None and t.attempts >= limit]
+            to_resend = [t for t in idle if limit is None or t.attempts < limit]
             failed = self._fail(out_of_receives)
-            resent = self._resend([t for t in idle if t not in out_of_receives])
+            resent = self._resend(to_resend)
         result = Reconciliation(withdrawn, unfinished, in_queue, resent, failed)
         if withdrawn or resent or failed:
             logger.warning("reconciled: %s", result.to_json())

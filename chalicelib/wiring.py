@@ -58,16 +58,17 @@ class Dependencies:
     @cached_property
     def queue(self) -> TaskQueue:
         s = self.settings
-        return SqsTaskQueue(
-            self._client("sqs", SEND_CONFIG), s.task_queue_url, s.dead_letter_queue_url
-        )
+        return SqsTaskQueue(self.sqs, s.task_queue_url, s.dead_letter_queue_url)
 
     @cached_property
     def received_messages(self) -> ReceivedMessages:
         s = self.settings
-        return SqsReceivedMessages(
-            self._client("sqs", SEND_CONFIG), s.task_queue_url, s.dead_letter_queue_url
-        )
+        return SqsReceivedMessages(self.sqs, s.task_queue_url, s.dead_letter_queue_url)
+
+    @cached_property
+    def sqs(self) -> Any:
+        """One SQS client for the queue and the worker's received messages."""
+        return self._client("sqs", SEND_CONFIG)
 
     @cached_property
     def store(self) -> TaskStore:
