@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 PERIODS = (1, 5, 10, 30, 60)
 MAX_MINUTES = 180  # CloudWatch keeps 1-second data for 3 hours
-MAX_POINTS = 3600  # per series: 18 series stay well under GetMetricData's 100,800 datapoints
+MAX_POINTS = 3600  # per series: 23 series stay well under GetMetricData's 100,800 datapoints
 DEFAULT_MINUTES = 15
 SETTINGS_TTL_S = 10.0  # a changed setting shows within this
 
@@ -114,6 +114,9 @@ class DashboardService:
             app_dimensions=s.metric_dimensions,
             mapping_namespace=s.mapping_metrics_namespace,
             mapping_uuid=trigger.event_source_mapping,
+            api_function=s.api_function_name,
+            database_instance=s.database_instance,
+            database_proxy=s.database_proxy,
         )
         queries = metric_data_queries(sources, period)
         key = json.dumps(queries, sort_keys=True)

@@ -29,6 +29,9 @@ class Source(Enum):
     DEAD_LETTER_QUEUE = "dead_letter_queue"  # AWS/SQS, its dead-letter queue
     APP = "app"  # the app's own metrics (service and stage)
     MAPPING = "mapping"  # the SQS trigger's gauges, where the platform publishes them
+    API = "api"  # AWS/Lambda, the API's function
+    DATABASE = "database"  # AWS/RDS, the database instance
+    DATABASE_PROXY = "database_proxy"  # AWS/RDS, the RDS Proxy in front of it, if any
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ CHARTS = (
     Chart("latency", "End-to-end latency"),
     Chart("errors", "Errors, retries, throttles, dead letters"),
     Chart("cold_starts", "Cold starts"),
+    Chart("database", "Database connections"),
 )
 
 _LATENCY = [
@@ -74,6 +78,8 @@ SERIES: tuple[Series, ...] = (
            "ApproximateAgeOfOldestMessage", "Maximum", axis="right"),
     Series("concurrent_executions", "concurrency", "worker concurrent executions", "executions",
            Source.WORKER, "ConcurrentExecutions", "Maximum"),
+    Series("api_concurrent_executions", "concurrency", "API concurrent executions",
+           "executions", Source.API, "ConcurrentExecutions", "Maximum"),
     Series("concurrent_batches", "concurrency", "concurrent batches", "batches", Source.MAPPING,
            "ConcurrentBatches", "Maximum"),
     Series("scaling_target", "concurrency", "scaling target", "batches", Source.MAPPING,
@@ -91,12 +97,21 @@ SERIES: tuple[Series, ...] = (
            per_second=True),
     Series("throttles_per_s", "errors", "throttles", "per s", Source.WORKER, "Throttles", "Sum",
            per_second=True),
+    Series("api_throttles_per_s", "errors", "API throttles", "per s", Source.API, "Throttles",
+           "Sum", per_second=True),
     Series("dlq_visible", "errors", "dead-letter queue", "messages", Source.DEAD_LETTER_QUEUE,
            "ApproximateNumberOfMessagesVisible", "Maximum", axis="right"),
     Series("cold_starts", "cold_starts", "cold starts", "starts", Source.APP, COLD_STARTS,
            "Sum"),
     Series("init_duration_ms", "cold_starts", "init duration (avg)", "ms", Source.APP,
            INIT_DURATION, "Average", axis="right"),
+    # RDS publishes the server side's count; RDS Proxy its clients' and its own to the database.
+    Series("database_connections", "database", "database (server side)", "connections",
+           Source.DATABASE, "DatabaseConnections", "Maximum"),
+    Series("proxy_client_connections", "database", "clients of the proxy", "connections",
+           Source.DATABASE_PROXY, "ClientConnections", "Maximum"),
+    Series("proxy_database_connections", "database", "proxy to database", "connections",
+           Source.DATABASE_PROXY, "DatabaseConnections", "Maximum"),
 )  # fmt: skip
 
 
@@ -118,7 +133,11 @@ class Sources:
         app_dimensions: Mapping[str, str],
         mapping_namespace: str,
         mapping_uuid: str | None,
+        api_function: str = "",
+        database_instance: str = "",
+        database_proxy: str = "",
     ) -> Sources:
+        """An empty name (or namespace) means that source has no metrics here."""
         mapping = (
             (mapping_namespace, {"EventSourceMappingUUID": mapping_uuid})
             if mapping_namespace and mapping_uuid
@@ -131,8 +150,15 @@ class Sources:
                 Source.DEAD_LETTER_QUEUE: ("AWS/SQS", {"QueueName": dead_letter_queue}),
                 Source.APP: (app_namespace, app_dimensions),
                 Source.MAPPING: mapping,
+                Source.API: _named("AWS/Lambda", "FunctionName", api_function),
+                Source.DATABASE: _named("AWS/RDS", "DBInstanceIdentifier", database_instance),
+                Source.DATABASE_PROXY: _named("AWS/RDS", "ProxyName", database_proxy),
             }
         )
+
+
+def _named(namespace: str, dimension: str, name: str) -> tuple[str, Mapping[str, str]] | None:
+    return (namespace, {dimension: name}) if name else None
 
 
 def metric_data_queries(

@@ -27,6 +27,13 @@ DASHBOARD_ORIGIN = "DASHBOARD_ORIGIN"  # the dashboard site's origin: the only o
 # no per-mapping concurrency metric, and the dashboard then shows the worker's
 # ConcurrentExecutions alone.
 EVENT_SOURCE_MAPPING_METRICS_NAMESPACE = "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE"
+# Written by the deploy, for the dashboard's charts of what shares the worker's limits: the API's
+# function (its throttles when the worker takes the account's concurrency), the database
+# instance and the RDS Proxy in front of it (their connections). Unset or empty: that chart's
+# series are empty (a stage deployed without a proxy has no proxy metrics).
+API_FUNCTION_NAME = "API_FUNCTION_NAME"
+DATABASE_INSTANCE_IDENTIFIER = "DATABASE_INSTANCE_IDENTIFIER"
+DATABASE_PROXY_NAME = "DATABASE_PROXY_NAME"
 # Set in .chalice/config.json per stage: how long a failed record waits before its next receive,
 # base x 2^(receives - 1) capped at max, instead of the queue's visibility timeout (minutes with
 # AWS's advised 6 x the function's timeout). Base 0: no backoff, the visibility timeout.
@@ -117,6 +124,9 @@ class Settings:
     worker_function_name: str
     mapping_metrics_namespace: str  # "" where the platform publishes no mapping gauges
     retry_backoff: Backoff
+    api_function_name: str = ""  # "" where unknown: no API series
+    database_instance: str = ""  # "" where unknown: no database series
+    database_proxy: str = ""  # "" where the functions reach the database directly
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +144,9 @@ class Settings:
             worker_function_name=_required(env, WORKER_FUNCTION_NAME),
             mapping_metrics_namespace=_present(env, EVENT_SOURCE_MAPPING_METRICS_NAMESPACE),
             retry_backoff=Backoff.from_env(env),
+            api_function_name=env.get(API_FUNCTION_NAME, ""),
+            database_instance=env.get(DATABASE_INSTANCE_IDENTIFIER, ""),
+            database_proxy=env.get(DATABASE_PROXY_NAME, ""),
         )
 
     @property

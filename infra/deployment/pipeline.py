@@ -292,11 +292,14 @@ def recorded_api_exists(running: dict[str, Any], deployed_record: Path) -> bool:
 
 
 def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict[str, str]:
-    """What the app needs to know of where it runs, in AWS's terms: its worker's name (as
-    Chalice names functions), the dashboard's origin (CORS), and where the trigger's gauges are
-    published (the local cloud's namespace; AWS has none)."""
+    """What the app needs to know of where it runs, in AWS's terms: its worker's and its API's
+    function names (as Chalice names functions), the dashboard's origin (CORS), and where the
+    trigger's gauges are published (the local cloud's namespace; AWS has none)."""
     return {
         app_settings.WORKER_FUNCTION_NAME: chalice_stage.function_name(project, stage, WORKER),
+        app_settings.API_FUNCTION_NAME: chalice_stage.function_name(
+            project, stage, chalice_stage.API_HANDLER
+        ),
         app_settings.DASHBOARD_ORIGIN: website_url.rstrip("/"),
         app_settings.EVENT_SOURCE_MAPPING_METRICS_NAMESPACE: (
             EVENT_SOURCE_MAPPING_METRICS_NAMESPACE

@@ -19,7 +19,7 @@ from chalicelib.task_types import TASK_TYPES
     ("changes", "named"),
     [
         ({"count": 0}, "--count 0"),
-        ({"count": 10_001}, "--count 10001"),
+        ({"count": 30_001}, "--count 30001"),
         ({"rate": 0}, "--rate"),
         ({"rate": 1e6}, "--rate"),
         ({"duration": 3600}, "--duration"),

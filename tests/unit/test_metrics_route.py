@@ -101,7 +101,13 @@ class FakeSqs:
 @pytest.fixture
 def settings() -> Settings:
     return Settings.from_env(
-        {**SETTINGS, "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE": "LocalCloud/EventSourceMapping"}
+        {
+            **SETTINGS,
+            "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE": "LocalCloud/EventSourceMapping",
+            "API_FUNCTION_NAME": "app-local",
+            "DATABASE_INSTANCE_IDENTIFIER": "localcloud-postgres",
+            "DATABASE_PROXY_NAME": "localcloud-proxy",
+        }
     )
 
 
@@ -182,6 +188,19 @@ def test_the_queries_name_each_series_metric_with_its_dimensions(settings: Setti
     assert queries["concurrent_batches"]["Metric"]["Dimensions"] == [
         {"Name": "EventSourceMappingUUID", "Value": "uuid-1"}
     ]
+    assert queries["api_throttles_per_s"]["Metric"] == {
+        "Namespace": "AWS/Lambda",
+        "MetricName": "Throttles",
+        "Dimensions": [{"Name": "FunctionName", "Value": "app-local"}],
+    }
+    assert queries["database_connections"]["Metric"] == {
+        "Namespace": "AWS/RDS",
+        "MetricName": "DatabaseConnections",
+        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "localcloud-postgres"}],
+    }
+    assert queries["proxy_client_connections"]["Metric"]["Dimensions"] == [
+        {"Name": "ProxyName", "Value": "localcloud-proxy"}
+    ]
     assert queries["latency_p95"]["Stat"] == "p95"
     assert queries["accepted_per_s"]["Metric"]["Dimensions"] == [
         {"Name": "service", "Value": "serverless-scaling"},
@@ -192,7 +211,9 @@ def test_the_queries_name_each_series_metric_with_its_dimensions(settings: Setti
     ]
 
 
-def test_without_a_mapping_namespace_its_series_are_nulls_and_not_queried() -> None:
+def test_sources_this_platform_lacks_are_nulls_and_not_queried() -> None:
+    """No mapping namespace, and no API function, database or proxy named: none of their
+    series is asked for, and each answers nulls."""
     sources = Sources.of(
         worker_function="w",
         task_queue="q",
@@ -203,11 +224,13 @@ def test_without_a_mapping_namespace_its_series_are_nulls_and_not_queried() -> N
         mapping_uuid="uuid-1",
     )
     queries = metric_data_queries(sources, 1)
-    mapping_series = {s.key for s in SERIES if s.source is Source.MAPPING}
+    lacking = {Source.MAPPING, Source.API, Source.DATABASE, Source.DATABASE_PROXY}
+    lacking_series = {s.key for s in SERIES if s.source in lacking}
 
-    assert len(queries) == len(SERIES) - len(mapping_series)
+    assert len(lacking_series) == 7
+    assert len(queries) == len(SERIES) - len(lacking_series)
     _, values = aligned_series([], 0, 3, 1)
-    assert all(values[key] == [None] * 3 for key in mapping_series)
+    assert all(values[key] == [None] * 3 for key in lacking_series)
 
 
 def test_settings_are_read_once_per_ttl(settings: Settings) -> None:
