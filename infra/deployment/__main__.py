@@ -9,7 +9,16 @@ import sys
 
 from burst.errors import BurstError
 from chalicelib.errors import TaskError
-from deployment import api_access, chalice_stage, database, demo, migrations, pipeline, stack
+from deployment import (
+    api_access,
+    chalice_stage,
+    database,
+    demo,
+    full_scale,
+    migrations,
+    pipeline,
+    stack,
+)
 from deployment.pipeline import StageDeployment
 from localcloud.settings import Settings, SettingsError
 
@@ -41,7 +50,15 @@ def print_deployment(result: StageDeployment) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deployment")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("deploy", help="deploy the stack, migrations and the Chalice app")
+    deploy_parser = commands.add_parser(
+        "deploy", help="deploy the stack, migrations and the Chalice app"
+    )
+    deploy_parser.add_argument(
+        "--stage",
+        default=chalice_stage.STAGE,
+        help="the stage of .chalice/config.json to deploy (default %(default)s; "
+        f"{full_scale.STAGE}: the full-scale demo's)",
+    )
     commands.add_parser("destroy", help="delete the Chalice app and the stack (keeps the data)")
     commands.add_parser("url", help="print the deployed API's local URL")
     commands.add_parser("key", help="print the API key of the write routes (x-api-key)")
@@ -49,13 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         "demo", help="the main job's burst (a preset of scripts/burst) and its report"
     )
     demo.add_arguments(demo_parser)
+    full_scale_parser = commands.add_parser(
+        "full-scale-demo",
+        help=f"deploy the {full_scale.STAGE} stage and send the spike that shows AWS's whole "
+        "scaling curve (5, +300 a minute, 1,000, the fall)",
+    )
+    full_scale.add_arguments(full_scale_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = Settings.from_env()
         if args.command == "deploy":
-            print_deployment(pipeline.deploy(cfg))
+            print_deployment(pipeline.deploy(cfg, stage=args.stage))
             return 0
+        if args.command == "full-scale-demo":
+            print_deployment(pipeline.deploy(cfg, stage=full_scale.STAGE))
+            return full_scale.run(cfg, args)
         if args.command == "url":
             print(pipeline.api_url(cfg))
             return 0

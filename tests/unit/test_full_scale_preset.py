@@ -1,0 +1,34 @@
+"""The full-scale demo's preset and AWS's curve it is compared with."""
+
+from __future__ import annotations
+
+import pytest
+
+from burst import settings as burst_settings
+from burst.errors import BurstError
+from burst.settings import BurstSettings
+from deployment import full_scale
+
+
+def test_aws_curve_starts_at_5_adds_300_a_minute_and_stops_at_1000() -> None:
+    assert full_scale.aws_batches_at(0) == 5
+    assert full_scale.aws_batches_at(60) == 305
+    assert full_scale.aws_batches_at(198) == 995
+    assert full_scale.aws_batches_at(199) == 1000
+    assert full_scale.aws_batches_at(600) == 1000
+    assert full_scale.aws_batches_at(600, maximum=950) == 950
+
+
+def test_the_preset_is_within_the_burst_tools_bounds() -> None:
+    preset = dict(full_scale.PRESET)
+    sleep_ms = preset.pop("sleep_ms")
+    settings = BurstSettings(**preset, payload_options={"sleep_ms": sleep_ms})
+    burst_settings.check(settings)  # raises when out of bounds
+    # A batch of 10 tasks must fit the fullscale stage's worker timeout (60 s).
+    assert 10 * sleep_ms / 1000 < 60
+
+
+@pytest.mark.parametrize("reserved", [-1, 901])
+def test_a_reservation_the_account_cannot_grant_is_refused(reserved: int) -> None:
+    with pytest.raises(BurstError, match="100 unreserved"):
+        full_scale.check_reserved(reserved)
