@@ -2,7 +2,8 @@
 
 Stdlib only: nothing is installed yet when this runs.
 
-* ``.venv/``                                 tools (requirements-dev.txt), from this interpreter
+* ``.venv/``                                 tools (requirements-dev.txt), from Python 3.12 where
+                                             found (the app's Lambda runtime), else this one
 * ``<venvs>/localstack-venv/``               localstack-core + our extension, from Python 3.13
 * ``<venvs>/runtimes/python3.X/``            Lambda "managed runtimes" (awslambdaric, boto3),
                                              one per Python 3.10-3.13 found on the machine
@@ -40,6 +41,8 @@ from localcloud.settings import Settings, SettingsError  # noqa: E402
 logger = logging.getLogger("localcloud.install")
 
 MIN_TOOLS_PYTHON = (3, 10)
+# The tools venv's Python is the app's Lambda runtime (Chalice deploys on the Python it runs on).
+TOOLS_PYTHON_MINOR = 12
 STAMP_NAME = ".localcloud-stamp"
 PGSERVER_REQUIREMENT = "pgserver~=0.1.4"
 
@@ -168,21 +171,38 @@ def ensure_dashboard_packages(
     return None
 
 
-def tools_interpreter() -> discovery.Interpreter:
+def tools_interpreter(env: dict[str, str], notes: list[str]) -> discovery.Interpreter:
+    """Python 3.12 where the machine has it, else this python3 (>= 3.10).
+
+    Chalice deploys the functions on the Python it runs on, so the tools venv's Python is the
+    app's Lambda runtime: 3.12 is the oldest that has SnapStart for Python, which the deploy
+    turns on for the worker (infra/deployment/snapstart.py)."""
+    try:
+        preferred = discovery.find_python(TOOLS_PYTHON_MINOR, env)
+    except discovery.DiscoveryError as e:
+        raise InstallError(str(e)) from e
+    if preferred is not None:
+        return preferred
     version = sys.version_info[:3]
     if version[:2] < MIN_TOOLS_PYTHON:
         raise InstallError(
             f"python3 is {'.'.join(map(str, version))} at {sys.executable}; the tools need "
             f">= {'.'.join(map(str, MIN_TOOLS_PYTHON))}. Put a newer python3 first on PATH "
-            f"(e.g. `pyenv global 3.11`) and rerun scripts/setup"
+            f"(e.g. `pyenv global 3.12`) and rerun scripts/setup"
         )
+    notes.append(
+        f"no Python 3.{TOOLS_PYTHON_MINOR}: the tools venv uses {sys.executable} "
+        f"({'.'.join(map(str, version))}), so the app deploys on python{version[0]}.{version[1]}"
+        f"{'' if version[:2] >= (3, TOOLS_PYTHON_MINOR) else ', without SnapStart'} "
+        f"(`pyenv install 3.{TOOLS_PYTHON_MINOR}` and rerun scripts/setup to change that)"
+    )
     return discovery.Interpreter(Path(sys.executable), (version[0], version[1], version[2]))
 
 
 def plan(cfg: Settings, env: dict[str, str]) -> tuple[list[VenvSpec], list[str]]:
     """The venvs to build, and notes for the user; InstallError when Python 3.13 is missing."""
     notes: list[str] = []
-    tools_python = tools_interpreter()
+    tools_python = tools_interpreter(env, notes)
     root = settings.PROJECT_ROOT
 
     tools_steps = [["-r", str(settings.REQUIREMENTS_DEV)]]
