@@ -76,7 +76,8 @@ class Dependencies:
 
         def conninfo() -> str:
             return conninfo_from_secret(
-                read_secret(secretsmanager, self.settings.database_secret_id)
+                read_secret(secretsmanager, self.settings.database_secret_id),
+                through=self.settings.database_proxy,
             )
 
         return PostgresTaskStore(conninfo, self.settings.stage)

@@ -28,6 +28,11 @@ def print_deployment(result: StageDeployment) -> None:
         "    kept only in the local cloud's endpoints.json (git-ignored); scripts/api-key prints it"
     )
     print(f"  dashboard:   {result.dashboard_url}  (open it in a browser)")
+    print(
+        f"  database:    through the proxy {result.database_proxy_endpoint}"
+        if result.database_proxy_endpoint
+        else "  database:    straight to PostgreSQL, no proxy (--no-database-proxy)"
+    )
     print("  try:")
     print(f"    curl {api}health")
     print(
@@ -41,7 +46,16 @@ def print_deployment(result: StageDeployment) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deployment")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("deploy", help="deploy the stack, migrations and the Chalice app")
+    deploy_parser = commands.add_parser(
+        "deploy", help="deploy the stack, migrations and the Chalice app"
+    )
+    deploy_parser.add_argument(
+        "--no-database-proxy",
+        dest="database_proxy",
+        action="store_false",
+        help="the functions connect straight to PostgreSQL, not through the local cloud's "
+        "database proxy (RDS Proxy's stand-in): to show the 'too many connections' it prevents",
+    )
     commands.add_parser("destroy", help="delete the Chalice app and the stack (keeps the data)")
     commands.add_parser("url", help="print the deployed API's local URL")
     commands.add_parser("key", help="print the API key of the write routes (x-api-key)")
@@ -54,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = Settings.from_env()
         if args.command == "deploy":
-            print_deployment(pipeline.deploy(cfg))
+            print_deployment(pipeline.deploy(cfg, database_proxy=args.database_proxy))
             return 0
         if args.command == "url":
             print(pipeline.api_url(cfg))

@@ -69,6 +69,7 @@ class StageDeployment:
     migrations_applied: list[str]
     dashboard_url: str
     api_key: str  # what clients of the write routes send as x-api-key
+    database_proxy_endpoint: str = ""  # "": the functions connect straight to PostgreSQL
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -148,8 +149,11 @@ def deploy(
     *,
     visibility_timeout_seconds: int | None = None,
     record: bool = True,
+    database_proxy: bool = True,
 ) -> StageDeployment:
-    """Deploy `stage` of the app in `project`; `record` puts its URLs in endpoints.json."""
+    """Deploy `stage` of the app in `project`; `record` puts its URLs in endpoints.json.
+    `database_proxy`: the functions connect through the local cloud's proxy (RDS Proxy's
+    stand-in), else straight to PostgreSQL (to show what the proxy prevents)."""
     running = running_cloud(cfg)
     check_stage_settings(project, stage)
     timings: dict[str, float] = {}
@@ -183,6 +187,7 @@ def deploy(
     environment = {
         **{variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()},
         **local_cloud_environment(project, stage, website_url),
+        app_settings.DATABASE_PROXY_ENDPOINT: database_proxy_endpoint(running, database_proxy),
     }
     if chalice_stage.write_stage_environment(project, stage, environment):
         logger.info("stack outputs written to the stage's environment in .chalice/config.json")
@@ -243,6 +248,7 @@ def deploy(
                     "api_function": deployed.api_function,
                     "worker_function": chalice_stage.function_name(project, stage, WORKER),
                     "event_source_mapping": deployed.event_source_mappings[WORKER],
+                    "database_proxy": database_proxy,
                     "stack": stack.stack_name(stage),
                     "outputs": outputs,
                 }
@@ -254,6 +260,7 @@ def deploy(
         migrations_applied=applied,
         dashboard_url=website_url,
         api_key=access.api_key,
+        database_proxy_endpoint=environment[app_settings.DATABASE_PROXY_ENDPOINT],
         step_seconds=timings,
     )
 
@@ -302,6 +309,21 @@ def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict
             EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
         ),
     }
+
+
+def database_proxy_endpoint(running: dict[str, Any], through_proxy: bool) -> str:
+    """DATABASE_PROXY_ENDPOINT: the local cloud's database proxy as `host:port`, or empty for
+    connections straight to the database (the secret's host and port)."""
+    if not through_proxy:
+        logger.info("the functions connect straight to PostgreSQL: no database proxy")
+        return ""
+    proxy = running.get("database_proxy")
+    if proxy is None:
+        raise DeployError(
+            "the local cloud runs no database proxy (endpoints.json has no database_proxy): "
+            "`scripts/localcloud down` and `up` start it, or deploy with --no-database-proxy"
+        )
+    return f"{proxy['host']}:{proxy['port']}"
 
 
 def run_reconciler(lambda_client: Any, function_name: str) -> dict[str, Any]:

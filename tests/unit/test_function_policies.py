@@ -189,6 +189,7 @@ def app_settings(cloud: Cloud) -> Settings:
             "WORKER_FUNCTION_NAME": FUNCTIONS["worker"],
             "DASHBOARD_ORIGIN": "http://dashboard.example",
             "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE": "",
+            "DATABASE_PROXY_ENDPOINT": "",
             "TASK_RETRY_BACKOFF_BASE_SECONDS": "1",
             "TASK_RETRY_BACKOFF_MAX_SECONDS": "30",
         }
