@@ -173,12 +173,14 @@ def ensure_dashboard_packages(
 
 
 def ensure_database_proxy(
-    which: discovery.Which = shutil.which, is_root: bool | None = None
+    which: discovery.Which = shutil.which,
+    is_root: bool | None = None,
+    candidates: Sequence[str] = BINARY_CANDIDATES,
 ) -> bool:
     """Install PgBouncer when it is missing (Debian's package, as root); True when installed
     now. Debian's package starts its own service on port 6432: the local cloud runs its own
     PgBouncer under the state dir, so that one is stopped and disabled at once."""
-    if which("pgbouncer") is not None or any(Path(c).is_file() for c in BINARY_CANDIDATES):
+    if which("pgbouncer") is not None or any(Path(c).is_file() for c in candidates):
         logger.info("database proxy: PgBouncer installed")
         return False
     root = os.geteuid() == 0 if is_root is None else is_root
