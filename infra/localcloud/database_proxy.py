@@ -67,6 +67,9 @@ QUERY_WAIT_TIMEOUT_S = 5
 # After PostgreSQL was unreachable, try again after a second (PgBouncer's default: 15 s, which
 # would stretch a short outage by as much).
 SERVER_LOGIN_RETRY_S = 1
+# A server connection idle this long is closed: after a burst the pool shrinks back within a
+# minute, as RDS Proxy's does (PgBouncer's default: 10 minutes).
+SERVER_IDLE_TIMEOUT_S = 60
 START_TIMEOUT_S = 15.0
 STOP_GRACE_S = 5.0
 # File descriptors PgBouncer needs: a socket per client and per server connection, and some.
@@ -126,6 +129,7 @@ def render_config(cfg: Settings, layout: ProxyLayout) -> str:
         "reserve_pool_size = 0",
         f"query_wait_timeout = {QUERY_WAIT_TIMEOUT_S}",
         f"server_login_retry = {SERVER_LOGIN_RETRY_S}",
+        f"server_idle_timeout = {SERVER_IDLE_TIMEOUT_S}",
         f"stats_users = {MONITOR_ROLE}",
         # A thousand environments connecting would be a thousand log lines a burst.
         "log_connections = 0",

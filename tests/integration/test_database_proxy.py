@@ -1,7 +1,7 @@
 """The database proxy (PgBouncer, RDS Proxy's stand-in) against the local cloud's PostgreSQL: many
 clients share a bounded pool of server connections; without it, as many clients run the
 database out of connections, and the app's store reports that as the database being
-unavailable (retried, never lost)."""
+unavailable (retried, never lost). Both publish their connection counts as AWS/RDS metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -22,7 +23,10 @@ from chalicelib.errors import DependencyUnavailable
 from chalicelib.postgres_store import STATEMENT_TIMEOUT_MS, PostgresTaskStore, conninfo_from_secret
 from chalicelib.settings import DatabaseEndpoint
 from deployment import database, migrations
+from localcloud.aws import client_for_running
 from localcloud.settings import PG_MAX_CONNECTIONS, PROXY_MAX_SERVER_CONNECTIONS
+from tests.metrics import metric_values
+from tests.polling import wait_for
 
 CLIENTS = 200
 TRANSACTIONS_PER_CLIENT = 5
@@ -144,3 +148,42 @@ def test_the_proxy_refuses_a_wrong_password_and_a_superuser(
     for secret in (wrong, superuser):
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(conninfo_from_secret(secret, through=proxy)).close()
+
+
+def test_the_connection_counts_are_published_as_aws_rds_metrics(
+    local_cloud: dict[str, Any], app_role: dict[str, Any], proxy: DatabaseEndpoint
+) -> None:
+    cloudwatch = client_for_running(local_cloud, "cloudwatch")
+    instance = ("DBInstanceIdentifier", local_cloud["postgres"]["db_instance_identifier"])
+    proxy_name = ("ProxyName", local_cloud["database_proxy"]["name"])
+    held = 30
+    since = datetime.now(UTC)
+
+    def peak(metric: str, dimension: tuple[str, str]) -> float:
+        values = metric_values(cloudwatch, since, "AWS/RDS", metric, dimension, "Maximum")
+        return max(values, default=0.0)
+
+    with ExitStack() as clients:
+        direct = [
+            clients.enter_context(psycopg.connect(conninfo_from_secret(app_role)))
+            for _ in range(held)
+        ]
+        pooled = [
+            clients.enter_context(psycopg.connect(conninfo_from_secret(app_role, through=proxy)))
+            for _ in range(held)
+        ]
+        for connection in pooled:  # each takes a server connection while its transaction runs
+            connection.execute("SELECT 1")
+        wait_for(
+            lambda: peak("ClientConnections", proxy_name),
+            lambda n: n >= held,
+            30,
+            f"AWS/RDS ClientConnections of the proxy >= {held}",
+        )
+        wait_for(
+            lambda: peak("DatabaseConnections", instance),
+            lambda n: n >= len(direct) + 1,
+            30,
+            f"AWS/RDS DatabaseConnections of the instance >= {len(direct) + 1}",
+        )
+    assert peak("DatabaseConnections", proxy_name) >= 1
