@@ -34,6 +34,7 @@ from deployment import (
     database,
     function_policies,
     migrations,
+    snapstart,
     stack,
 )
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
@@ -210,6 +211,13 @@ def deploy(
             api_access.access_name(chalice_stage.app_name(project), stage),
             deployed.rest_api_id,
             chalice_stage.api_gateway_stage(project, stage),
+        )
+
+    with _step(timings, "worker: SnapStart (a published version, the mapping on its alias)"):
+        snapstart.apply(
+            client_for_running(running, "lambda"),
+            chalice_stage.function_name(project, stage, WORKER),
+            deployed.event_source_mappings[WORKER],
         )
 
     with _step(timings, "SQS mapping: partial batch responses"):
