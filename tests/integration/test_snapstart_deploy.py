@@ -62,7 +62,9 @@ def test_the_worker_s_mapping_invokes_an_alias_of_a_snapstart_version(
 
     assert alias_arn is not None and alias_arn.endswith(f":{name}:live")
     assert again == alias_arn
-    config = client.get_function_configuration(FunctionName=alias_arn)
+    # (LocalStack's GetFunctionConfiguration resolves no alias: read the alias's version)
+    version = client.get_alias(FunctionName=name, Name=snapstart.ALIAS)["FunctionVersion"]
+    config = client.get_function_configuration(FunctionName=name, Qualifier=version)
     assert config["SnapStart"]["ApplyOn"] == "PublishedVersions"
     assert config["Version"] != "$LATEST"
     assert client.get_event_source_mapping(UUID=mapping)["FunctionArn"] == alias_arn
