@@ -219,6 +219,9 @@ def up(cfg: Settings) -> UpResult:
             started.append(("postgres", pg_rec))
         else:
             procs.write_pidfile(cfg.pg_pidfile, pg_rec)
+            # started by an older `up`: its access rules may predate the proxy
+            pg.write_config()
+            pg.reload()
         creds = Credentials.load_or_create(cfg.pg_credentials)
         pg.ensure_app_database(creds)
         monitor_password = load_or_create_monitor_password(cfg.monitor_passfile)

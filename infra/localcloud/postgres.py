@@ -341,6 +341,19 @@ class PostgresServer:
         procs.write_pidfile(self.cfg.pg_pidfile, record)
         return record
 
+    def reload(self) -> None:
+        """Apply a rewritten configuration to the running server (pg_hba.conf, pg_ident.conf and
+        reloadable settings; max_connections waits for the next start)."""
+        self._run("pg_ctl", "-D", str(self.cfg.pg_data), "-s", "reload", timeout=20)
+        shown = self.psql_admin("SHOW max_connections").strip()
+        if shown != str(PG_MAX_CONNECTIONS):
+            logger.warning(
+                "PostgreSQL runs with max_connections %s; %d applies at its next start "
+                "(`scripts/localcloud down` and `up`)",
+                shown,
+                PG_MAX_CONNECTIONS,
+            )
+
     def is_ready(self) -> bool:
         result = (
             subprocess.run(
