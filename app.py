@@ -21,7 +21,7 @@ from chalice import (
 )
 from chalice.app import CloudWatchEvent, Rate, Request, SQSEvent
 
-from chalicelib import openapi, runtime_info, validation
+from chalicelib import openapi, runtime_info, snapstart, validation
 from chalicelib.dashboard import MetricsWindow
 from chalicelib.errors import (
     DependencyUnavailable,
@@ -42,6 +42,9 @@ app = Chalice(app_name="serverless-scaling", configure_logs=False)
 log = Logger()  # service name from POWERTOOLS_SERVICE_NAME
 copy_config_to_registered_loggers(source_logger=log, include={"chalicelib"})
 deps = Dependencies(log)
+# SnapStart (the worker's published versions): connections closed before the snapshot, randomness
+# reseeded after each restore. Registered at import, as the hooks must be.
+snapstart.register_hooks(deps)
 trigger = WorkerTrigger.from_env()  # at import: `chalice deploy` reads the trigger from it
 # The dashboard's site may read the API from a browser; no other origin may.
 dashboard_cors = CORSConfig(allow_origin=DashboardAccess.from_env().origin, max_age=600)

@@ -116,7 +116,7 @@ class DashboardService:
             mapping_uuid=trigger.event_source_mapping,
             api_function=s.api_function_name,
             database_instance=s.database_instance,
-            database_proxy=s.database_proxy,
+            database_proxy=s.database_proxy_name,
         )
         queries = metric_data_queries(sources, period)
         key = json.dumps(queries, sort_keys=True)

@@ -70,6 +70,9 @@ class ReceivedMessages(ABC):
 
 
 class TaskStore(ABC):
+    def close(self) -> None:  # noqa: B027  # a store without connections has nothing to close
+        """Close what the store holds open (its database connection); it reopens on next use."""
+
     # --- the API's side
     @abstractmethod
     def admit(self, tasks: Sequence[NewTask]) -> list[Admission]:

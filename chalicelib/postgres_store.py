@@ -1,7 +1,16 @@
 """The task store on PostgreSQL (RDS on AWS), through psycopg 3.
 
 One connection per execution environment, opened on first use and reused across invocations;
-a connection that broke (database restart, idle timeout) is replaced once per call."""
+a connection that broke (database restart, idle timeout) is replaced once per call.
+
+The connection may go through a database proxy (RDS Proxy; PgBouncer in the local cloud) that
+pools in transaction mode: consecutive transactions of one connection may run on different
+server connections. So nothing here depends on session state: no prepared statements
+(`prepare_threshold=None`: psycopg otherwise prepares a query on its 5th execution, and the
+next transaction's server connection would not know it), and no settings sent at connect
+(a startup `options` parameter is refused by PgBouncer, and would hold for one server session
+only): the statement timeout is the role's own (`ALTER ROLE ... SET statement_timeout`, made by
+the deploy), which PostgreSQL applies to every session of the role, pooled or not."""
 
 from __future__ import annotations
 
@@ -21,12 +30,16 @@ from psycopg.types.json import Jsonb
 from chalicelib.errors import DependencyUnavailable, SettingMissing
 from chalicelib.model import FINAL_STATUSES, Admission, Attempt, NewTask, Task, TaskMessage
 from chalicelib.ports import TaskStore
+from chalicelib.settings import DatabaseEndpoint
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Connection = psycopg.Connection[dict[str, Any]]
 CONNECT_TIMEOUT_SECONDS = 5
+# No statement may outlast a request's deadline: a stalled database is an error in seconds
+# (DependencyUnavailable), not a function timeout. The functions' role carries it (the deploy's
+# deployment.database sets it): see the module's docstring.
 STATEMENT_TIMEOUT_MS = 5000
 
 TASK_COLUMNS = (
@@ -39,25 +52,26 @@ UNFINISHED = "status IN ('queued', 'running', 'retrying')"  # committed and not 
 SECRET_KEYS = ("host", "port", "dbname", "username", "password")
 
 
-def conninfo_from_secret(secret: Mapping[str, Any]) -> str:
-    """A psycopg conninfo from an RDS-shaped secret (host, port, dbname, username, password)."""
+def conninfo_from_secret(secret: Mapping[str, Any], through: DatabaseEndpoint | None = None) -> str:
+    """A psycopg conninfo from an RDS-shaped secret (host, port, dbname, username, password);
+    `through` a proxy's endpoint instead of the secret's host and port, with its credentials."""
     missing = [key for key in SECRET_KEYS if key not in secret]
     if missing:
         raise SettingMissing(
             f"the database secret lacks {', '.join(missing)}: it must have the RDS shape "
             f"({', '.join(SECRET_KEYS)})"
         )
+    host, port = (
+        (secret["host"], secret["port"]) if through is None else (through.host, through.port)
+    )
     return make_conninfo(
-        host=secret["host"],
-        port=str(secret["port"]),
+        host=host,
+        port=str(port),
         dbname=secret["dbname"],
         user=secret["username"],
         password=secret["password"],
         connect_timeout=str(CONNECT_TIMEOUT_SECONDS),
         application_name="serverless-scaling",
-        # No statement may outlast a request's deadline: a stalled database is an error in
-        # seconds (DependencyUnavailable), not a function timeout.
-        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
     )
 
 
@@ -89,7 +103,11 @@ class PostgresTaskStore(TaskStore):
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed:
             self._connection = psycopg.connect(
-                self._conninfo(), autocommit=True, row_factory=dict_row
+                # no prepared statements: they would not survive transaction pooling
+                self._conninfo(),
+                autocommit=True,
+                row_factory=dict_row,
+                prepare_threshold=None,
             )
         return self._connection
 

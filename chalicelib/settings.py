@@ -17,6 +17,10 @@ TASK_QUEUE_URL = "TASK_QUEUE_URL"
 DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 TASK_MAX_RECEIVES = "TASK_MAX_RECEIVES"
 DATABASE_SECRET_ID = "DATABASE_SECRET_ID"
+# Written by the deploy: the database proxy's endpoint (RDS Proxy's, `host:port`) the functions
+# connect to with their secret's credentials, or empty to connect straight to the database at
+# the secret's host and port (the deploy's --no-database-proxy).
+DATABASE_PROXY_ENDPOINT = "DATABASE_PROXY_ENDPOINT"
 DEAD_LETTER_QUEUE_NAME = "DEAD_LETTER_QUEUE_NAME"
 APP_STAGE = "APP_STAGE"  # the metrics' `stage` dimension: stages share a namespace
 # Written by the deploy, which knows how Chalice names the functions and where the site is.
@@ -109,12 +113,34 @@ class Backoff:
 
 
 @dataclass(frozen=True)
+class DatabaseEndpoint:
+    """Where the functions' database connections go, when not to the secret's host and port."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, raw: str) -> DatabaseEndpoint | None:
+        """`host:port`, or None for an empty value (no proxy)."""
+        if not raw:
+            return None
+        host, _, port = raw.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise SettingMissing(
+                f"{DATABASE_PROXY_ENDPOINT}={raw!r}: must be HOST:PORT (the database proxy's "
+                "endpoint), or empty to connect to the database the secret names"
+            )
+        return cls(host, int(port))
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the API and the worker need at run time."""
 
     task_queue_url: str
     dead_letter_queue_url: str
     database_secret_id: str
+    database_proxy: DatabaseEndpoint | None  # None: straight to the secret's host and port
     max_receives: int
     metrics_namespace: str
     service_name: str  # the metrics' `service` dimension
@@ -126,7 +152,7 @@ class Settings:
     retry_backoff: Backoff
     api_function_name: str = ""  # "" where unknown: no API series
     database_instance: str = ""  # "" where unknown: no database series
-    database_proxy: str = ""  # "" where the functions reach the database directly
+    database_proxy_name: str = ""  # "" where the functions reach the database directly
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +161,7 @@ class Settings:
             task_queue_url=_required(env, TASK_QUEUE_URL),
             dead_letter_queue_url=_required(env, DEAD_LETTER_QUEUE_URL),
             database_secret_id=_required(env, DATABASE_SECRET_ID),
+            database_proxy=DatabaseEndpoint.parse(_present(env, DATABASE_PROXY_ENDPOINT)),
             max_receives=_int(env, TASK_MAX_RECEIVES, 1, 1000),
             metrics_namespace=_required(env, POWERTOOLS_METRICS_NAMESPACE, FROM_STAGE_CONFIG),
             service_name=_required(env, POWERTOOLS_SERVICE_NAME, FROM_STAGE_CONFIG),
@@ -146,7 +173,7 @@ class Settings:
             retry_backoff=Backoff.from_env(env),
             api_function_name=env.get(API_FUNCTION_NAME, ""),
             database_instance=env.get(DATABASE_INSTANCE_IDENTIFIER, ""),
-            database_proxy=env.get(DATABASE_PROXY_NAME, ""),
+            database_proxy_name=env.get(DATABASE_PROXY_NAME, ""),
         )
 
     @property

@@ -43,6 +43,16 @@ class Dependencies:
     def __init__(self, log: Logger) -> None:
         self.log = log
 
+    def close_connections(self) -> None:
+        """Close the database connection and the AWS clients' HTTP connections made so far
+        (SnapStart's before-snapshot hook, chalicelib/snapstart.py); each reopens on first use."""
+        built = self.__dict__  # cached properties already built
+        if "store" in built:
+            built["store"].close()
+        for name in ("sqs", "cloudwatch"):
+            if name in built:
+                built[name].close()
+
     @cached_property
     def settings(self) -> Settings:
         return Settings.from_env()
@@ -76,7 +86,8 @@ class Dependencies:
 
         def conninfo() -> str:
             return conninfo_from_secret(
-                read_secret(secretsmanager, self.settings.database_secret_id)
+                read_secret(secretsmanager, self.settings.database_secret_id),
+                through=self.settings.database_proxy,
             )
 
         return PostgresTaskStore(conninfo, self.settings.stage)

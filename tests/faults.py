@@ -38,6 +38,7 @@ from localcloud.postgres import PostgresServer
 from localcloud.settings import (
     ENV_PG_PORT,
     ENV_PORT,
+    ENV_PROXY_PORT,
     ENV_STATE_DIR,
     ENV_VENVS_DIR,
     Settings,
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 # and 15477/15488 other sessions'): the suite may run beside them.
 LOCALSTACK_PORTS = range(4600, 4700)
 POSTGRES_PORTS = range(15600, 15700)
+PROXY_PORTS = range(16600, 16700)
 RECONCILER = "reconciler"  # the scheduled function's name in app.py, once it exists
 
 
@@ -109,6 +111,7 @@ def fault_cloud_settings(state_dir: Path, venvs_dir: Path) -> Settings:
             ENV_VENVS_DIR: str(venvs_dir),
             ENV_PORT: str(localstack_port),
             ENV_PG_PORT: str(free_port(POSTGRES_PORTS, {localstack_port})),
+            ENV_PROXY_PORT: str(free_port(PROXY_PORTS, set())),
         }
     )
 

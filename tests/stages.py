@@ -150,10 +150,12 @@ def deployed_stage(
     environment: Mapping[str, str] | None = None,
     function_timeouts: Mapping[str, int] | None = None,
     name_prefix: str = "e2e",
+    database_proxy: bool = True,
 ) -> Iterator[Stage]:
     """A copy of the app in `project`, deployed under a stage of its own, destroyed after.
     `environment` overrides the stage's environment variables; `function_timeouts` other
-    functions' timeouts (the worker's is `worker_timeout_seconds`)."""
+    functions' timeouts (the worker's is `worker_timeout_seconds`); `database_proxy`: the
+    functions reach PostgreSQL through the local cloud's proxy (else straight)."""
     copy_app(project)
     name = f"{name_prefix}{uuid.uuid4().hex[:6]}"
     timeouts = {**(function_timeouts or {}), WORKER: worker_timeout_seconds}
@@ -165,6 +167,7 @@ def deployed_stage(
         name,
         visibility_timeout_seconds=visibility_timeout_seconds,
         record=False,
+        database_proxy=database_proxy,
     )
     try:
         with requests.Session() as http:

@@ -37,6 +37,11 @@ def print_deployment(result: StageDeployment) -> None:
         "    kept only in the local cloud's endpoints.json (git-ignored); scripts/api-key prints it"
     )
     print(f"  dashboard:   {result.dashboard_url}  (open it in a browser)")
+    print(
+        f"  database:    through the proxy {result.database_proxy_endpoint}"
+        if result.database_proxy_endpoint
+        else "  database:    straight to PostgreSQL, no proxy (--no-database-proxy)"
+    )
     print("  try:")
     print(f"    curl {api}health")
     print(
@@ -45,6 +50,16 @@ def print_deployment(result: StageDeployment) -> None:
         """-d '{"type": "sleep", "payload": {"ms": 100}}'"""
     )
     print(f"    curl {api}status")
+
+
+def add_database_proxy_switch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-database-proxy",
+        dest="database_proxy",
+        action="store_false",
+        help="the functions connect straight to PostgreSQL, not through the local cloud's "
+        "database proxy (RDS Proxy's stand-in): to show the 'too many connections' it prevents",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the stage of .chalice/config.json to deploy (default %(default)s; "
         f"{full_scale.STAGE}: the full-scale demo's)",
     )
+    add_database_proxy_switch(deploy_parser)
     commands.add_parser("destroy", help="delete the Chalice app and the stack (keeps the data)")
     commands.add_parser("url", help="print the deployed API's local URL")
     commands.add_parser("key", help="print the API key of the write routes (x-api-key)")
@@ -72,15 +88,22 @@ def main(argv: list[str] | None = None) -> int:
         "scaling curve (5, +300 a minute, 1,000, the fall)",
     )
     full_scale.add_arguments(full_scale_parser)
+    add_database_proxy_switch(full_scale_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = Settings.from_env()
         if args.command == "deploy":
-            print_deployment(pipeline.deploy(cfg, stage=args.stage))
+            deployment = pipeline.deploy(
+                cfg, stage=args.stage, database_proxy=args.database_proxy
+            )
+            print_deployment(deployment)
             return 0
         if args.command == "full-scale-demo":
-            print_deployment(pipeline.deploy(cfg, stage=full_scale.STAGE))
+            deployment = pipeline.deploy(
+                cfg, stage=full_scale.STAGE, database_proxy=args.database_proxy
+            )
+            print_deployment(deployment)
             return full_scale.run(cfg, args)
         if args.command == "url":
             print(pipeline.api_url(cfg))

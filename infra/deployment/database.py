@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from chalicelib.postgres_store import conninfo_from_secret, read_secret
+from chalicelib.postgres_store import STATEMENT_TIMEOUT_MS, conninfo_from_secret, read_secret
 from localcloud.aws import client_for_running
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ CREATE_ROLE = sql.SQL(
     "NOBYPASSRLS PASSWORD {}"
 )
 ALTER_ROLE = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {}")
+# The functions' statement timeout belongs to their role: PostgreSQL applies it to each of the
+# role's sessions, also those a transaction-pooling proxy opens, where a setting sent at connect
+# cannot go (chalicelib/postgres_store.py).
+SET_STATEMENT_TIMEOUT = sql.SQL("ALTER ROLE {} SET statement_timeout = {}")
 
 
 class DatabaseRoleError(RuntimeError):
@@ -57,8 +61,8 @@ def app_role_name(stage: str) -> str:
 
 
 def ensure_app_role(owner_conninfo: str, app_secret: Mapping[str, Any]) -> None:
-    """Create or update the role of `app_secret` (its password included) and grant it
-    read/write on every app table there is, and on those later migrations create."""
+    """Create or update the role of `app_secret` (its password and statement timeout included)
+    and grant it read/write on every app table there is, and on those later migrations create."""
     role, password = str(app_secret["username"]), str(app_secret["password"])
     try:
         with psycopg.connect(owner_conninfo, autocommit=True) as connection:
@@ -81,6 +85,9 @@ def _set_login(connection: psycopg.Connection[Any], role: str, verifier: str) ->
     exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     statement = ALTER_ROLE if exists else CREATE_ROLE
     connection.execute(statement.format(sql.Identifier(role), sql.Literal(verifier)))
+    connection.execute(
+        SET_STATEMENT_TIMEOUT.format(sql.Identifier(role), sql.Literal(STATEMENT_TIMEOUT_MS))
+    )
 
 
 def _grant_app_tables(connection: psycopg.Connection[Any], role: str, owner: str) -> None:

@@ -34,6 +34,7 @@ from deployment import (
     database,
     function_policies,
     migrations,
+    snapstart,
     stack,
 )
 from deployment.chalice_stage import PROJECT_ROOT, STAGE, Deployed, DeployError
@@ -69,6 +70,7 @@ class StageDeployment:
     migrations_applied: list[str]
     dashboard_url: str
     api_key: str  # what clients of the write routes send as x-api-key
+    database_proxy_endpoint: str = ""  # "": the functions connect straight to PostgreSQL
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -148,8 +150,11 @@ def deploy(
     *,
     visibility_timeout_seconds: int | None = None,
     record: bool = True,
+    database_proxy: bool = True,
 ) -> StageDeployment:
-    """Deploy `stage` of the app in `project`; `record` puts its URLs in endpoints.json."""
+    """Deploy `stage` of the app in `project`; `record` puts its URLs in endpoints.json.
+    `database_proxy`: the functions connect through the local cloud's proxy (RDS Proxy's
+    stand-in), else straight to PostgreSQL (to show what the proxy prevents)."""
     running = running_cloud(cfg)
     check_stage_settings(project, stage)
     timings: dict[str, float] = {}
@@ -183,6 +188,8 @@ def deploy(
     environment = {
         **{variable: outputs[key] for key, variable in OUTPUT_VARIABLES.items()},
         **local_cloud_environment(project, stage, website_url),
+        app_settings.DATABASE_PROXY_ENDPOINT: database_proxy_endpoint(running, database_proxy),
+        **database_metric_names(running, database_proxy),
     }
     if chalice_stage.write_stage_environment(project, stage, environment):
         logger.info("stack outputs written to the stage's environment in .chalice/config.json")
@@ -205,6 +212,13 @@ def deploy(
             api_access.access_name(chalice_stage.app_name(project), stage),
             deployed.rest_api_id,
             chalice_stage.api_gateway_stage(project, stage),
+        )
+
+    with _step(timings, "worker: SnapStart (a published version, the mapping on its alias)"):
+        snapstart.apply(
+            client_for_running(running, "lambda"),
+            chalice_stage.function_name(project, stage, WORKER),
+            deployed.event_source_mappings[WORKER],
         )
 
     with _step(timings, "SQS mapping: partial batch responses"):
@@ -243,6 +257,7 @@ def deploy(
                     "api_function": deployed.api_function,
                     "worker_function": chalice_stage.function_name(project, stage, WORKER),
                     "event_source_mapping": deployed.event_source_mappings[WORKER],
+                    "database_proxy": database_proxy,
                     "stack": stack.stack_name(stage),
                     "outputs": outputs,
                 }
@@ -254,6 +269,7 @@ def deploy(
         migrations_applied=applied,
         dashboard_url=website_url,
         api_key=access.api_key,
+        database_proxy_endpoint=environment[app_settings.DATABASE_PROXY_ENDPOINT],
         step_seconds=timings,
     )
 
@@ -304,6 +320,33 @@ def local_cloud_environment(project: Path, stage: str, website_url: str) -> dict
         app_settings.EVENT_SOURCE_MAPPING_METRICS_NAMESPACE: (
             EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
         ),
+    }
+
+
+def database_proxy_endpoint(running: dict[str, Any], through_proxy: bool) -> str:
+    """DATABASE_PROXY_ENDPOINT: the local cloud's database proxy as `host:port`, or empty for
+    connections straight to the database (the secret's host and port)."""
+    if not through_proxy:
+        logger.info("the functions connect straight to PostgreSQL: no database proxy")
+        return ""
+    proxy = running.get("database_proxy")
+    if proxy is None:
+        raise DeployError(
+            "the local cloud runs no database proxy (endpoints.json has no database_proxy): "
+            "`scripts/localcloud down` and `up` start it, or deploy with --no-database-proxy"
+        )
+    return f"{proxy['host']}:{proxy['port']}"
+
+
+def database_metric_names(running: dict[str, Any], through_proxy: bool) -> dict[str, str]:
+    """The names the dashboard reads AWS/RDS connection metrics by: the database instance's
+    identifier, and the proxy's name when the functions go through it (empty otherwise)."""
+    proxy = running.get("database_proxy") if through_proxy else None
+    return {
+        app_settings.DATABASE_INSTANCE_IDENTIFIER: running["postgres"].get(
+            "db_instance_identifier", ""
+        ),
+        app_settings.DATABASE_PROXY_NAME: proxy["name"] if proxy else "",
     }
 
 

@@ -17,7 +17,8 @@ def _print_endpoints(cfg: Settings, data: dict[str, object]) -> None:
     print(json.dumps({k: v for k, v in data.items() if k != "version"}, indent=2, sort_keys=True))
     print(f"endpoints: {cfg.endpoints_file}")
     print(
-        f"logs:      {cfg.localstack_log}  {cfg.pg_log}  (scripts/localcloud logs [-f] [postgres])"
+        f"logs:      {cfg.localstack_log}  {cfg.pg_log}  {cfg.proxy_log}\n"
+        "           (scripts/localcloud logs [-f] [postgres|pgbouncer])"
     )
     print(
         f"AWS:       AWS_ENDPOINT_URL={cfg.localstack_url} AWS_DEFAULT_REGION={cfg.region} "
@@ -56,7 +57,7 @@ def cmd_down(cfg: Settings) -> int:
         return 1
     print(
         f"down in {result.seconds:.1f} s: nothing recorded still runs; ports "
-        f"{cfg.port} and {cfg.pg_port} are free"
+        f"{cfg.port}, {cfg.pg_port} and {cfg.proxy_port} are free"
     )
     return 0
 
@@ -79,8 +80,17 @@ def cmd_status(cfg: Settings) -> int:
         if st.postgres_pid
         else "not running"
     )
+    proxy = (
+        (
+            f"pid {st.proxy_pid}, {cfg.host}:{cfg.proxy_port}, "
+            f"{'listening' if st.proxy_listening else 'NOT listening'}"
+        )
+        if st.proxy_pid
+        else "not running"
+    )
     print(f"localstack: {ls}")
     print(f"postgres:   {pg}")
+    print(f"db proxy:   {proxy}")
     print(
         f"functions:  {len(st.functions)} process(es)"
         + "".join(f"\n  {env_id}: pid {pid}" for env_id, pid in st.functions)
@@ -94,7 +104,7 @@ def cmd_status(cfg: Settings) -> int:
 
 
 def cmd_logs(cfg: Settings, which: str, follow: bool, lines: int) -> int:
-    path = cfg.pg_log if which == "postgres" else cfg.localstack_log
+    path = {"postgres": cfg.pg_log, "pgbouncer": cfg.proxy_log}.get(which, cfg.localstack_log)
     if not path.exists():
         print(f"no log yet at {path}", file=sys.stderr)
         return 1
@@ -106,14 +116,16 @@ def cmd_logs(cfg: Settings, which: str, follow: bool, lines: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="scripts/localcloud", description="LocalStack + PostgreSQL on this host"
+        prog="scripts/localcloud", description="LocalStack + PostgreSQL + its proxy on this host"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start (or confirm running) and print the endpoints")
     sub.add_parser("down", help="stop everything this tool started, verify nothing is left")
     sub.add_parser("status", help="what runs where; exit 3 when not running")
     logs = sub.add_parser("logs", help="tail LocalStack's (or PostgreSQL's) log")
-    logs.add_argument("which", nargs="?", choices=["localstack", "postgres"], default="localstack")
+    logs.add_argument(
+        "which", nargs="?", choices=["localstack", "postgres", "pgbouncer"], default="localstack"
+    )
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("-n", "--lines", type=int, default=50)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

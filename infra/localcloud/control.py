@@ -1,4 +1,4 @@
-"""``up``, ``down`` and ``status`` of the local cloud (LocalStack + PostgreSQL).
+"""``up``, ``down`` and ``status`` of the local cloud (LocalStack, PostgreSQL and its proxy).
 
 Processes are only ever signalled by recorded PID, after checking that the PID still has the start
 time recorded at launch (see :mod:`localcloud.procs`).
@@ -11,9 +11,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcloud import endpoints, localstack, procs
-from localcloud.postgres import Credentials, PostgresError, PostgresServer
-from localcloud.settings import ENV_PG_PORT, ENV_PORT, SECRET_NAME, Settings
+from localcloud import database_proxy, endpoints, localstack, procs
+from localcloud.postgres import (
+    Credentials,
+    PostgresError,
+    PostgresServer,
+    load_or_create_monitor_password,
+)
+from localcloud.settings import (
+    DB_INSTANCE_CLASS,
+    DB_INSTANCE_IDENTIFIER,
+    ENV_PG_PORT,
+    ENV_PORT,
+    ENV_PROXY_PORT,
+    PG_MAX_CONNECTIONS,
+    PROXY_MAX_SERVER_CONNECTIONS,
+    PROXY_NAME,
+    SECRET_NAME,
+    Settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +92,7 @@ def _publish(
     cfg: Settings,
     ls: procs.ProcessRecord,
     pg: procs.ProcessRecord,
+    proxy: procs.ProcessRecord,
     creds: Credentials,
     fresh: bool,
 ) -> dict[str, Any]:
@@ -99,6 +116,20 @@ def _publish(
                 "secret_arn": arn,
                 "pid": pg.pid,
                 "log": str(cfg.pg_log),
+                # AWS's names for it: the AWS/RDS metrics' DBInstanceIdentifier, its class
+                "db_instance_identifier": DB_INSTANCE_IDENTIFIER,
+                "instance_class": DB_INSTANCE_CLASS,
+                "max_connections": PG_MAX_CONNECTIONS,
+            },
+            # RDS Proxy's stand-in: clients connect here with their own secret's credentials
+            "database_proxy": {
+                "host": cfg.host,
+                "port": cfg.proxy_port,
+                "name": PROXY_NAME,  # the AWS/RDS metrics' ProxyName
+                "dbname": creds.dbname,
+                "max_server_connections": PROXY_MAX_SERVER_CONNECTIONS,
+                "pid": proxy.pid,
+                "log": str(cfg.proxy_log),
             },
         },
         fresh=fresh,
@@ -114,6 +145,9 @@ def clean_stale(cfg: Settings, pg: PostgresServer) -> list[str]:
         messages.append(f"removed stale {cfg.localstack_pidfile} (LocalStack was not running)")
     if localstack.running_record(cfg) is None:
         messages.extend(f"stale {m}" for m in stop_functions(cfg))
+    if cfg.proxy_pidfile.exists() and database_proxy.running_record(cfg) is None:
+        cfg.proxy_pidfile.unlink()
+        messages.append(f"removed stale {cfg.proxy_pidfile} (the proxy was not running)")
     if not pg.is_running():
         if cfg.pg_pidfile.exists():
             cfg.pg_pidfile.unlink()
@@ -142,7 +176,8 @@ def up(cfg: Settings) -> UpResult:
 
     ls_rec = localstack.running_record(cfg)
     pg_rec = pg.postmaster_record()
-    if ls_rec is not None and pg_rec is not None:
+    proxy_rec = database_proxy.running_record(cfg)
+    if ls_rec is not None and pg_rec is not None and proxy_rec is not None:
         if localstack.health(cfg) is None:
             raise UpError(
                 f"LocalStack (pid {ls_rec.pid}) runs but {cfg.localstack_url} does not answer: "
@@ -154,16 +189,20 @@ def up(cfg: Settings) -> UpResult:
                 f"`scripts/localcloud down` then `up`"
             )
         creds = Credentials.load_or_create(cfg.pg_credentials)
-        pg.ensure_app_database(
-            creds
-        )  # idempotent: an owner made by an older `up` is brought up to date
-        data = _publish(cfg, ls_rec, pg_rec, creds, fresh=False)
+        # idempotent: an owner (and the proxy's roles) made by an older `up` are brought up to date
+        pg.ensure_app_database(creds)
+        pg.ensure_proxy_roles(load_or_create_monitor_password(cfg.monitor_passfile))
+        data = _publish(cfg, ls_rec, pg_rec, proxy_rec, creds, fresh=False)
         return UpResult(True, data, time.monotonic() - started_at)
 
     if ls_rec is None and not procs.port_is_free(cfg.host, cfg.port):
         raise UpError(_port_taken_message(cfg, cfg.port, ENV_PORT, "LocalStack"))
     if pg_rec is None and not procs.port_is_free(cfg.host, cfg.pg_port):
         raise UpError(_port_taken_message(cfg, cfg.pg_port, ENV_PG_PORT, "PostgreSQL"))
+    if proxy_rec is None and not procs.port_is_free(cfg.host, cfg.proxy_port):
+        raise UpError(
+            _port_taken_message(cfg, cfg.proxy_port, ENV_PROXY_PORT, "the database proxy")
+        )
 
     started: list[tuple[str, procs.ProcessRecord]] = []
     fresh_localstack = ls_rec is None
@@ -180,13 +219,24 @@ def up(cfg: Settings) -> UpResult:
             started.append(("postgres", pg_rec))
         else:
             procs.write_pidfile(cfg.pg_pidfile, pg_rec)
+            # started by an older `up`: its access rules may predate the proxy
+            pg.write_config()
+            pg.reload()
         creds = Credentials.load_or_create(cfg.pg_credentials)
         pg.ensure_app_database(creds)
+        monitor_password = load_or_create_monitor_password(cfg.monitor_passfile)
+        pg.ensure_proxy_roles(monitor_password)
+        if proxy_rec is None:
+            proxy_rec = database_proxy.start(cfg, pg.proxy_layout(), monitor_password)
+            started.append(("proxy", proxy_rec))
         localstack.wait_healthy(cfg, ls_rec)
-        data = _publish(cfg, ls_rec, pg_rec, creds, fresh=fresh_localstack)
+        data = _publish(cfg, ls_rec, pg_rec, proxy_rec, creds, fresh=fresh_localstack)
     except BaseException as e:
         for name, record in reversed(started):
-            if name == "postgres":
+            if name == "proxy":
+                logger.warning("up failed: %s", database_proxy.stop(record))
+                cfg.proxy_pidfile.unlink(missing_ok=True)
+            elif name == "postgres":
                 logger.warning("up failed: %s", pg.stop(record))
                 cfg.pg_pidfile.unlink(missing_ok=True)
             else:
@@ -209,6 +259,8 @@ def down(cfg: Settings) -> DownResult:
     ls_rec = procs.read_pidfile(cfg.localstack_pidfile)
     result.messages.append(localstack.stop(cfg, ls_rec))
     result.messages.extend(stop_functions(cfg))
+    proxy_rec = procs.read_pidfile(cfg.proxy_pidfile)
+    result.messages.append(database_proxy.stop(proxy_rec))
     pg_rec = procs.read_pidfile(cfg.pg_pidfile)
     try:
         result.messages.append(PostgresServer(cfg).stop(pg_rec))
@@ -220,7 +272,7 @@ def down(cfg: Settings) -> DownResult:
             else procs.stop(pg_rec, "postgres", grace=10.0)
         )
 
-    for record, name in ((ls_rec, "localstack"), (pg_rec, "postgres")):
+    for record, name in ((ls_rec, "localstack"), (proxy_rec, "pgbouncer"), (pg_rec, "postgres")):
         if record is not None and record.is_running():
             result.problems.append(f"{name} pid {record.pid} is still running")
     for env_id, record in function_records(cfg):
@@ -228,7 +280,11 @@ def down(cfg: Settings) -> DownResult:
             result.problems.append(
                 f"function environment {env_id} pid {record.pid} is still running"
             )
-    for port, what in ((cfg.port, "LocalStack"), (cfg.pg_port, "PostgreSQL")):
+    for port, what in (
+        (cfg.port, "LocalStack"),
+        (cfg.pg_port, "PostgreSQL"),
+        (cfg.proxy_port, "the database proxy"),
+    ):
         if not procs.port_is_free(cfg.host, port):
             result.problems.append(
                 f"port {cfg.host}:{port} ({what}) is still bound by "
@@ -236,6 +292,7 @@ def down(cfg: Settings) -> DownResult:
             )
     if not result.problems:
         cfg.localstack_pidfile.unlink(missing_ok=True)
+        cfg.proxy_pidfile.unlink(missing_ok=True)
         cfg.pg_pidfile.unlink(missing_ok=True)
         endpoints.remove(cfg.endpoints_file)
     result.seconds = time.monotonic() - started_at
@@ -252,10 +309,12 @@ class Status:
     postgres_pid: int | None
     postgres_ready: bool
     functions: list[tuple[str, int]]
+    proxy_pid: int | None = None
+    proxy_listening: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.localstack_healthy and self.postgres_ready
+        return self.localstack_healthy and self.postgres_ready and self.proxy_listening
 
 
 def status(cfg: Settings) -> Status:
@@ -276,4 +335,13 @@ def status(cfg: Settings) -> Status:
         for env_id, record in function_records(cfg)
         if record is not None and record.is_running()
     ]
-    return Status(ls_rec.pid if ls_rec else None, healthy, pg_pid, ready, functions)
+    proxy_rec = database_proxy.running_record(cfg)
+    return Status(
+        ls_rec.pid if ls_rec else None,
+        healthy,
+        pg_pid,
+        ready,
+        functions,
+        proxy_rec.pid if proxy_rec else None,
+        proxy_rec is not None and database_proxy.accepts_connections(cfg),
+    )

@@ -6,7 +6,11 @@ It exists only while the local cloud runs (``down`` deletes it). Shape (``versio
      "localstack": {"url": "http://127.0.0.1:4566", "pid": 123, "log": "..."},
      "postgres": {"host": "127.0.0.1", "port": 15432, "dbname": "app",
                   "secret_name": "localcloud/rds/credentials", "secret_arn": "arn:...",
-                  "pid": 456, "log": "..."}}
+                  "pid": 456, "log": "...", "db_instance_identifier": "localcloud-postgres",
+                  "instance_class": "db.t4g.micro", "max_connections": 112},
+     "database_proxy": {"host": "127.0.0.1", "port": 16432, "name": "localcloud-proxy",
+                        "dbname": "app", "max_server_connections": 100, "pid": 789,
+                        "log": "..."}}
 
 Other tools add their own top-level sections with :func:`update` (e.g. the deploy script an
 ``"api"`` section). ``up`` replaces only the sections it owns and keeps the others, except when it

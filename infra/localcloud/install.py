@@ -10,6 +10,9 @@ Stdlib only: nothing is installed yet when this runs.
 * ``dashboard/node_modules/``                the dashboard's chart library, ``npm ci`` from its
                                              lockfile; without npm, a note says what to install
                                              and everything else is still set up
+* PgBouncer (the database proxy)             Debian's ``pgbouncer`` package, with apt-get as
+                                             root; Debian's own pgbouncer service is stopped
+                                             and disabled (the local cloud runs its own)
 
 Each venv holds a stamp file with a hash of what defines it (interpreter, requirement and
 constraint files, the extension's pyproject.toml). A venv whose stamp matches is left alone, so a
@@ -36,6 +39,7 @@ if __package__ in (None, ""):  # run as a file: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localcloud import discovery, settings  # noqa: E402
+from localcloud.database_proxy import BINARY_CANDIDATES, DEBIAN_PACKAGE  # noqa: E402
 from localcloud.settings import Settings, SettingsError  # noqa: E402
 
 logger = logging.getLogger("localcloud.install")
@@ -171,6 +175,52 @@ def ensure_dashboard_packages(
     return None
 
 
+def ensure_database_proxy(
+    which: discovery.Which = shutil.which,
+    is_root: bool | None = None,
+    candidates: Sequence[str] = BINARY_CANDIDATES,
+) -> bool:
+    """Install PgBouncer when it is missing (Debian's package, as root); True when installed
+    now. Debian's package starts its own service on port 6432: the local cloud runs its own
+    PgBouncer under the state dir, so that one is stopped and disabled at once."""
+    if which("pgbouncer") is not None or any(Path(c).is_file() for c in candidates):
+        logger.info("database proxy: PgBouncer installed")
+        return False
+    root = os.geteuid() == 0 if is_root is None else is_root
+    if not root or which("apt-get") is None:
+        raise InstallError(
+            "PgBouncer (the database proxy, RDS Proxy's stand-in) is not installed: rerun "
+            "scripts/setup as root, which installs Debian's pgbouncer package with apt-get, or "
+            "install it yourself (`sudo apt-get install pgbouncer`) and rerun scripts/setup"
+        )
+    logger.info("database proxy: installing Debian's pgbouncer package (apt-get)")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", DEBIAN_PACKAGE],
+    ):
+        result = subprocess.run(command, env=environment, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise InstallError(
+                f"`{' '.join(command)}` failed (exit {result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-2000:]}"
+            )
+    disable_debian_pgbouncer_service()
+    return True
+
+
+def disable_debian_pgbouncer_service() -> None:
+    """Stop and disable the service Debian's package starts (systemd, or its init script)."""
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        commands = [["systemctl", "disable", "--now", "pgbouncer.service"]]
+    else:
+        commands = [["/etc/init.d/pgbouncer", "stop"], ["update-rc.d", "pgbouncer", "disable"]]
+    for command in commands:
+        if shutil.which(command[0]) or Path(command[0]).is_file():
+            result = subprocess.run(command, capture_output=True, text=True)
+            logger.info("  $ %s (exit %d)", " ".join(command), result.returncode)
+
+
 def tools_interpreter(env: dict[str, str], notes: list[str]) -> discovery.Interpreter:
     """Python 3.12 where the machine has it, else this python3 (>= 3.10).
 
@@ -284,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs, notes = plan(cfg, dict(os.environ))
         for note in notes:
             logger.info("note: %s", note)
+        ensure_database_proxy()
         for spec in specs:
             ensure_venv(spec, cfg.logs_dir, rebuild=args.rebuild)
         dashboard_note = ensure_dashboard_packages(log_dir=cfg.logs_dir)
@@ -301,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec.path,
             ".".join(map(str, spec.interpreter.version)),
         )
-    logger.info("next: scripts/localcloud up    (starts LocalStack + PostgreSQL)")
+    logger.info("next: scripts/localcloud up    (starts LocalStack, PostgreSQL and its proxy)")
     return 0
 
 

@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from localcloud import procs
-from localcloud.settings import Settings
+from localcloud.database_proxy import ADMIN_DATABASE, MONITOR_ROLE
+from localcloud.settings import (
+    DB_INSTANCE_IDENTIFIER,
+    ENV_DB_INSTANCE_IDENTIFIER,
+    ENV_DB_METRICS_POSTGRES,
+    ENV_DB_METRICS_PROXY,
+    ENV_DB_PROXY_NAME,
+    PG_DATABASE,
+    PROXY_NAME,
+    Settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +87,25 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         # read by localcloud_ext.sqs_scaling
         "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": f"{cfg.esm_scale_up_per_minute:g}",
         "AWS_DEFAULT_REGION": cfg.region,
+        **database_metrics_environment(cfg),
+    }
+
+
+def database_metrics_environment(cfg: Settings) -> dict[str, str]:
+    """Where the extension reads the database's and the proxy's connection counts, as the
+    metrics reader (its password in a libpq password file, never in the environment)."""
+
+    def conninfo(port: int, dbname: str) -> str:
+        return (
+            f"host={cfg.host} port={port} dbname={dbname} user={MONITOR_ROLE} "
+            f"passfile={cfg.monitor_passfile} connect_timeout=2 application_name=localcloud-metrics"
+        )
+
+    return {
+        ENV_DB_METRICS_POSTGRES: conninfo(cfg.pg_port, PG_DATABASE),
+        ENV_DB_METRICS_PROXY: conninfo(cfg.proxy_port, ADMIN_DATABASE),
+        ENV_DB_INSTANCE_IDENTIFIER: DB_INSTANCE_IDENTIFIER,
+        ENV_DB_PROXY_NAME: PROXY_NAME,
     }
 
 

@@ -26,7 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from localcloud import discovery, procs
-from localcloud.settings import PG_DATABASE, PG_OWNER_ROLE, Settings
+from localcloud.database_proxy import AUTH_ROLE, MONITOR_ROLE, ProxyLayout
+from localcloud.settings import (
+    DB_INSTANCE_CLASS,
+    PG_DATABASE,
+    PG_MAX_CONNECTIONS,
+    PG_OWNER_ROLE,
+    Settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,34 @@ SELECT format('CREATE ROLE %I', :'role')
 SELECT format('ALTER ROLE %I WITH LOGIN CREATEROLE PASSWORD %L', :'role', :'verifier') \\gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'dbname', :'role')
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'dbname') \\gexec
+"""
+# In the app's database (PgBouncer 1.18 runs its auth_query in the database a client asks
+# for): the proxy's lookup role, which logs in by peer authentication over the unix socket and
+# may only run the lookup function; the function returns a login role's SCRAM verifier, never a
+# superuser's. The metrics reader: login and pg_monitor (to see every backend's type in
+# pg_stat_activity), nothing else; its verifier from the psql variable.
+PROXY_ROLES_SCRIPT = f"""\\getenv monitor_verifier LOCALCLOUD_PSQL_MONITOR_VERIFIER
+SELECT 'CREATE ROLE {AUTH_ROLE}'
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{AUTH_ROLE}') \\gexec
+ALTER ROLE {AUTH_ROLE} WITH LOGIN NOINHERIT PASSWORD NULL;
+SELECT 'CREATE ROLE {MONITOR_ROLE}'
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{MONITOR_ROLE}') \\gexec
+SELECT format('ALTER ROLE {MONITOR_ROLE} WITH LOGIN INHERIT PASSWORD %L', :'monitor_verifier')
+  \\gexec
+GRANT pg_monitor TO {MONITOR_ROLE};
+CREATE SCHEMA IF NOT EXISTS {AUTH_ROLE};
+REVOKE ALL ON SCHEMA {AUTH_ROLE} FROM PUBLIC;
+GRANT USAGE ON SCHEMA {AUTH_ROLE} TO {AUTH_ROLE};
+CREATE OR REPLACE FUNCTION {AUTH_ROLE}.login_verifier(login text)
+  RETURNS TABLE (username text, password text)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+AS $$
+  SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid
+  WHERE rolname = login AND rolcanlogin AND NOT rolsuper
+    AND (rolvaliduntil IS NULL OR rolvaliduntil > now())
+$$;
+REVOKE ALL ON FUNCTION {AUTH_ROLE}.login_verifier(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {AUTH_ROLE}.login_verifier(text) TO {AUTH_ROLE};
 """
 CONF_NAME = "localcloud.conf"
 START_TIMEOUT_S = 30
@@ -71,6 +106,19 @@ class Credentials:
         with os.fdopen(fd, "w") as out:
             json.dump(asdict(creds), out, indent=2)
         return creds
+
+
+def load_or_create_monitor_password(path: Path) -> str:
+    """The metrics reader's password, generated once and kept as a libpq password file (mode
+    0600) that LocalStack's extension connects with, to PostgreSQL and to the proxy."""
+    if path.is_file():
+        return path.read_text().strip().rsplit(":", 1)[1]
+    password = secrets.token_urlsafe(24)  # no ':' or '\\' to escape in a password file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"*:*:*:{MONITOR_ROLE}:{password}\n")
+    return password
 
 
 def pgserver_bindir() -> Path | None:
@@ -110,6 +158,24 @@ def unreachable_parent(path: Path, uid: int, gids: Sequence[int]) -> Path | None
         if not st.st_mode & bit:
             return parent
     return None
+
+
+def render_hba(server_user: str) -> str:
+    """pg_hba.conf: on the unix socket (mode 0700: only the server's OS user reaches it) the
+    admin and the proxy's lookup role by peer, the roles the proxy logs in for by SCRAM; over
+    TCP, SCRAM from 127.0.0.1 only."""
+    return (
+        "# written by localcloud on every `up`\n"
+        f"local all {server_user} peer\n"
+        f"local {PG_DATABASE} {AUTH_ROLE} peer map={AUTH_ROLE}\n"
+        "local all all scram-sha-256\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+    )
+
+
+def render_ident(server_user: str) -> str:
+    """pg_ident.conf: the proxy runs as the server's OS user and looks verifiers up as its role."""
+    return f"# written by localcloud on every `up`\n{AUTH_ROLE} {server_user} {AUTH_ROLE}\n"
 
 
 class PostgresServer:
@@ -215,20 +281,19 @@ class PostgresServer:
             f"unix_socket_directories = '{self.cfg.pg_socket_dir}'\n"
             "unix_socket_permissions = 0700\n"
             "password_encryption = 'scram-sha-256'\n"
+            f"# as RDS's default for {DB_INSTANCE_CLASS}: LEAST(memory / 9531392, 5000)\n"
+            f"max_connections = {PG_MAX_CONNECTIONS}\n"
         )
         hba = data / "pg_hba.conf"
-        hba.write_text(
-            "# written by localcloud: peer on the socket (admin = the server's OS user),\n"
-            "# SCRAM over TCP from 127.0.0.1 only\n"
-            "local all all peer\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n"
-        )
+        hba.write_text(render_hba(self.user.pw_name))
+        ident = data / "pg_ident.conf"
+        ident.write_text(render_ident(self.user.pw_name))
         main_conf = data / "postgresql.conf"
         include = f"include_if_exists = '{CONF_NAME}'"
         text = main_conf.read_text()
         if include not in text:
             main_conf.write_text(text.rstrip("\n") + f"\n\n{include}\n")
-        for path in (conf, hba, main_conf):
+        for path in (conf, hba, ident, main_conf):
             self._chown(path)
             path.chmod(0o600)
 
@@ -276,6 +341,19 @@ class PostgresServer:
         procs.write_pidfile(self.cfg.pg_pidfile, record)
         return record
 
+    def reload(self) -> None:
+        """Apply a rewritten configuration to the running server (pg_hba.conf, pg_ident.conf and
+        reloadable settings; max_connections waits for the next start)."""
+        self._run("pg_ctl", "-D", str(self.cfg.pg_data), "-s", "reload", timeout=20)
+        shown = self.psql_admin("SHOW max_connections").strip()
+        if shown != str(PG_MAX_CONNECTIONS):
+            logger.warning(
+                "PostgreSQL runs with max_connections %s; %d applies at its next start "
+                "(`scripts/localcloud down` and `up`)",
+                shown,
+                PG_MAX_CONNECTIONS,
+            )
+
     def is_ready(self) -> bool:
         result = (
             subprocess.run(
@@ -294,7 +372,9 @@ class PostgresServer:
             return not procs.port_is_free(self.cfg.host, self.cfg.pg_port)
         return result.returncode == 0
 
-    def psql_admin(self, sql: str, variables: Mapping[str, str] | None = None) -> str:
+    def psql_admin(
+        self, sql: str, variables: Mapping[str, str] | None = None, database: str = "postgres"
+    ) -> str:
         """Run ``sql`` as the admin over the unix socket (peer auth). SQL goes through stdin,
         ``variables`` through the environment (``\\getenv name LOCALCLOUD_PSQL_NAME`` in the
         script): neither appears in a process list."""
@@ -313,7 +393,7 @@ class PostgresServer:
             "-p",
             str(self.cfg.pg_port),
             "-d",
-            "postgres",
+            database,
             "-f",
             "-",
             stdin=sql,
@@ -334,8 +414,21 @@ class PostgresServer:
             },
         )
 
+    def ensure_proxy_roles(self, monitor_password: str) -> None:
+        """The proxy's lookup role and function, and the metrics reader (PROXY_ROLES_SCRIPT), in
+        the app's database; idempotent."""
+        self.psql_admin(
+            PROXY_ROLES_SCRIPT,
+            variables={"monitor_verifier": scram_sha256_verifier(monitor_password)},
+            database=PG_DATABASE,
+        )
+
     def is_running(self) -> bool:
         return self.postmaster_record() is not None
+
+    def proxy_layout(self) -> ProxyLayout:
+        """How the proxy reaches this server: its socket, as its OS user (when we are root)."""
+        return ProxyLayout(self.cfg.pg_socket_dir, self.cfg.pg_port, self.run_as)
 
     def stop(self, record: procs.ProcessRecord | None) -> str:
         """``pg_ctl stop -m fast``; SIGKILL the verified postmaster when that fails."""

@@ -10,6 +10,8 @@ Environment variables (all optional):
                           lets a second instance (tests) reuse the venvs built by ``scripts/setup``
 ``LOCALCLOUD_PORT``       LocalStack gateway port on 127.0.0.1 (default 4566)
 ``LOCALCLOUD_PG_PORT``    PostgreSQL port on 127.0.0.1 (default 15432)
+``LOCALCLOUD_PROXY_PORT`` the database proxy's port on 127.0.0.1 (PgBouncer, the RDS Proxy
+                          stand-in; default 16432)
 ``LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE``  how fast an SQS event source mapping adds concurrent
                           batches while a backlog lasts (default 300, AWS's rate; 1-60000)
 
@@ -18,6 +20,7 @@ Stdlib only: ``install.py`` imports this with the system Python before any venv 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ ENV_STATE_DIR = "LOCALCLOUD_STATE_DIR"
 ENV_VENVS_DIR = "LOCALCLOUD_VENVS_DIR"
 ENV_PORT = "LOCALCLOUD_PORT"
 ENV_PG_PORT = "LOCALCLOUD_PG_PORT"
+ENV_PROXY_PORT = "LOCALCLOUD_PROXY_PORT"
 ENV_ESM_SCALE_UP = "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +38,7 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 DEFAULT_PORT = 4566
 DEFAULT_PG_PORT = 15432
+DEFAULT_PROXY_PORT = 16432
 DEFAULT_ESM_SCALE_UP_PER_MINUTE = 300.0  # AWS: up to 300 more concurrent invocations a minute
 MAX_ESM_SCALE_UP_PER_MINUTE = 60000.0
 # Where the scaling SQS poller publishes its gauges (ConcurrentBatches, ScalingTarget by
@@ -44,6 +49,30 @@ PG_DATABASE = "app"
 # stage's functions a role of their own. A state dir made before keeps its owner, "app".
 PG_OWNER_ROLE = "app_owner"
 SECRET_NAME = "localcloud/rds/credentials"
+# What the database is on AWS's terms: its DB instance identifier (the AWS/RDS metrics'
+# DBInstanceIdentifier) and its instance class, whose memory sets max_connections as RDS's
+# default parameter group does: LEAST(DBInstanceClassMemory / 9531392, 5000). db.t4g.micro has
+# 1 GiB: 112 connections (RDS subtracts what its own processes use from the class's memory
+# first, so a real db.t4g.micro reports somewhat fewer). Three of them are kept for superusers
+# (PostgreSQL's superuser_reserved_connections), as RDS keeps its own for rdsadmin.
+DB_INSTANCE_IDENTIFIER = "localcloud-postgres"
+DB_INSTANCE_CLASS = "db.t4g.micro"
+DB_INSTANCE_CLASS_MEMORY_BYTES = 1024**3
+RDS_BYTES_PER_CONNECTION = 9531392
+PG_MAX_CONNECTIONS = min(DB_INSTANCE_CLASS_MEMORY_BYTES // RDS_BYTES_PER_CONNECTION, 5000)
+# The database proxy (PgBouncer in front of PostgreSQL, as RDS Proxy in front of RDS): its name
+# (the AWS/RDS metrics' ProxyName), and how many server connections it may hold in all, at most,
+# however many clients it serves (RDS Proxy: MaxConnectionsPercent of max_connections).
+PROXY_NAME = "localcloud-proxy"
+PROXY_MAX_SERVER_CONNECTIONS = 100
+PROXY_MAX_CLIENT_CONNECTIONS = 2000  # 1,000 concurrent batches and the API, with room
+# Read by the extension (localcloud_ext.database_metrics), which publishes the AWS/RDS connection
+# metrics of the database and its proxy from them: libpq connection strings (the password comes
+# from a password file in the state dir, never the environment) and AWS's identifiers.
+ENV_DB_METRICS_POSTGRES = "LOCALCLOUD_DB_METRICS_POSTGRES"
+ENV_DB_METRICS_PROXY = "LOCALCLOUD_DB_METRICS_PROXY"
+ENV_DB_INSTANCE_IDENTIFIER = "LOCALCLOUD_DB_INSTANCE_IDENTIFIER"
+ENV_DB_PROXY_NAME = "LOCALCLOUD_DB_PROXY_NAME"
 # LocalStack accepts any credentials; these are its documented defaults.
 AWS_ACCESS_KEY_ID = "test"
 AWS_SECRET_ACCESS_KEY = "test"
@@ -119,6 +148,7 @@ class Settings:
     venvs_dir: Path
     port: int
     pg_port: int
+    proxy_port: int = DEFAULT_PROXY_PORT
     esm_scale_up_per_minute: float = DEFAULT_ESM_SCALE_UP_PER_MINUTE
     host: str = HOST
     region: str = REGION
@@ -131,16 +161,20 @@ class Settings:
         venvs_dir = parse_dir(ENV_VENVS_DIR, env.get(ENV_VENVS_DIR), state_dir)
         port = parse_port(ENV_PORT, env.get(ENV_PORT), DEFAULT_PORT)
         pg_port = parse_port(ENV_PG_PORT, env.get(ENV_PG_PORT), DEFAULT_PG_PORT)
-        if port == pg_port:
-            raise SettingsError(
-                f"{ENV_PORT} and {ENV_PG_PORT} are both {port}: give them different values"
-            )
+        proxy_port = parse_port(ENV_PROXY_PORT, env.get(ENV_PROXY_PORT), DEFAULT_PROXY_PORT)
+        named = {ENV_PORT: port, ENV_PG_PORT: pg_port, ENV_PROXY_PORT: proxy_port}
+        for first, second in itertools.combinations(named, 2):
+            if named[first] == named[second]:
+                raise SettingsError(
+                    f"{first} and {second} are both {named[first]}: give them different values"
+                )
         scale_up = parse_scale_up_rate(ENV_ESM_SCALE_UP, env.get(ENV_ESM_SCALE_UP))
         return cls(
             state_dir=state_dir,
             venvs_dir=venvs_dir,
             port=port,
             pg_port=pg_port,
+            proxy_port=proxy_port,
             esm_scale_up_per_minute=scale_up,
         )
 
@@ -210,6 +244,25 @@ class Settings:
     @property
     def pg_pidfile(self) -> Path:
         return self.run_dir / "postgres.pid"
+
+    @property
+    def proxy_dir(self) -> Path:
+        """The proxy's configuration (written on every `up`)."""
+        return self.state_dir / "pgbouncer"
+
+    @property
+    def proxy_log(self) -> Path:
+        return self.logs_dir / "pgbouncer.log"
+
+    @property
+    def proxy_pidfile(self) -> Path:
+        return self.run_dir / "pgbouncer.pid"
+
+    @property
+    def monitor_passfile(self) -> Path:
+        """The metrics reader's password, as a libpq password file (mode 0600): LocalStack's
+        extension reads the connection counts with it (LOCALCLOUD_DATABASE_METRICS_*)."""
+        return self.pg_dir / "monitor.pgpass"
 
     @property
     def endpoints_file(self) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from chalicelib.postgres_store import conninfo_from_secret
+from chalicelib.postgres_store import STATEMENT_TIMEOUT_MS, conninfo_from_secret
 from deployment import database, migrations
 
 
@@ -143,3 +143,10 @@ def test_the_role_is_gone_after_drop(owner: str) -> None:
     ).fetchone()
     with psycopg.connect(make_conninfo(owner), autocommit=True) as connection:
         assert exists(connection) is None
+
+
+def test_the_role_carries_the_statement_timeout(as_app: psycopg.Connection[Any]) -> None:
+    # Set on the role, not at connect: a transaction-pooling proxy refuses startup options.
+    timeout = as_app.execute("SHOW statement_timeout").fetchone()
+
+    assert timeout == (f"{STATEMENT_TIMEOUT_MS // 1000}s",)

@@ -42,6 +42,7 @@ from deployment import redrive as redrive_tool
 from localcloud.settings import (
     ENV_PG_PORT,
     ENV_PORT,
+    ENV_PROXY_PORT,
     ENV_STATE_DIR,
     ENV_VENVS_DIR,
     PROJECT_ROOT,
@@ -533,6 +534,7 @@ def run_redrive_script(cloud: FaultCloud, *args: str) -> subprocess.CompletedPro
         ENV_VENVS_DIR: str(cfg.venvs_dir),
         ENV_PORT: str(cfg.port),
         ENV_PG_PORT: str(cfg.pg_port),
+        ENV_PROXY_PORT: str(cfg.proxy_port),
     }
     script = str(PROJECT_ROOT / "scripts" / "redrive")
     return subprocess.run(

@@ -57,6 +57,7 @@ def instance(localcloud_settings: Settings) -> Iterator[Instance]:
             LOCALCLOUD_VENVS_DIR=str(localcloud_settings.venvs_dir),
             LOCALCLOUD_PORT=str(free_port()),
             LOCALCLOUD_PG_PORT=str(free_port()),
+            LOCALCLOUD_PROXY_PORT=str(free_port()),
         )
         env.update(overrides)
         made.append((env, state))
@@ -111,6 +112,7 @@ def test_up_twice_is_harmless(local_cloud: dict[str, Any], localcloud_settings: 
     after = endpoints.load(localcloud_settings.endpoints_file)
     assert after["localstack"]["pid"] == local_cloud["localstack"]["pid"]
     assert after["postgres"]["pid"] == local_cloud["postgres"]["pid"]
+    assert after["database_proxy"]["pid"] == local_cloud["database_proxy"]["pid"]
     assert run_localcloud("status").returncode == 0
 
 
@@ -121,7 +123,11 @@ def test_down_of_an_independent_instance_leaves_nothing_running(instance: Instan
     data = endpoints.load(cfg.endpoints_file)
     assert data["localstack"]["url"] == f"http://127.0.0.1:{cfg.port}"
     assert data["postgres"]["port"] == cfg.pg_port
-    records = [procs.read_pidfile(cfg.localstack_pidfile), procs.read_pidfile(cfg.pg_pidfile)]
+    assert data["database_proxy"]["port"] == cfg.proxy_port
+    records = [
+        procs.read_pidfile(path)
+        for path in (cfg.localstack_pidfile, cfg.pg_pidfile, cfg.proxy_pidfile)
+    ]
     assert all(r is not None and r.is_running() for r in records)
 
     down = run_localcloud("down", env=env)
@@ -130,11 +136,15 @@ def test_down_of_an_independent_instance_leaves_nothing_running(instance: Instan
     assert not any(r is not None and r.is_running() for r in records)
     assert procs.port_is_free("127.0.0.1", cfg.port)
     assert procs.port_is_free("127.0.0.1", cfg.pg_port)
+    assert procs.port_is_free("127.0.0.1", cfg.proxy_port)
+    assert procs.port_is_free("127.0.0.1", cfg.proxy_port)
     assert not cfg.endpoints_file.exists()
     assert run_localcloud("status", env=env).returncode != 0
 
 
-@pytest.mark.parametrize("taken", ["LOCALCLOUD_PORT", "LOCALCLOUD_PG_PORT"])
+@pytest.mark.parametrize(
+    "taken", ["LOCALCLOUD_PORT", "LOCALCLOUD_PG_PORT", "LOCALCLOUD_PROXY_PORT"]
+)
 def test_a_taken_port_stops_up_with_a_message_naming_it(instance: Instance, taken: str) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -148,9 +158,13 @@ def test_a_taken_port_stops_up_with_a_message_naming_it(instance: Instance, take
         assert f"127.0.0.1:{port}" in result.stderr
         assert taken in result.stderr
         assert f"pid {os.getpid()}" in result.stderr  # the process holding it is named
-    other = cfg.pg_port if taken == "LOCALCLOUD_PORT" else cfg.port
-    assert procs.port_is_free("127.0.0.1", other)
+    others = {"LOCALCLOUD_PORT": cfg.port, "LOCALCLOUD_PG_PORT": cfg.pg_port}
+    others["LOCALCLOUD_PROXY_PORT"] = cfg.proxy_port
+    for variable, other in others.items():
+        if variable != taken:
+            assert procs.port_is_free("127.0.0.1", other)
     assert not cfg.localstack_pidfile.exists()
+    assert not cfg.proxy_pidfile.exists()
     assert not (cfg.pg_data / "postmaster.pid").exists()
 
 
@@ -168,3 +182,4 @@ def test_a_failed_up_stops_what_it_started(instance: Instance) -> None:
     assert not cfg.localstack_pidfile.exists()
     assert procs.port_is_free("127.0.0.1", cfg.port)
     assert procs.port_is_free("127.0.0.1", cfg.pg_port)
+    assert procs.port_is_free("127.0.0.1", cfg.proxy_port)

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from chalicelib.errors import SettingMissing
-from chalicelib.settings import Backoff, DashboardAccess, Settings, WorkerTrigger
+from chalicelib.settings import (
+    Backoff,
+    DashboardAccess,
+    DatabaseEndpoint,
+    Settings,
+    WorkerTrigger,
+)
 
 # From the stack's outputs (written by scripts/deploy) ...
 FROM_DEPLOY = {
@@ -21,6 +27,7 @@ FROM_DEPLOY = {
     "APP_STAGE": "local",
     "WORKER_FUNCTION_NAME": "app-local-worker",
     "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE": "",
+    "DATABASE_PROXY_ENDPOINT": "127.0.0.1:16432",
 }
 # ... and set by hand per stage in .chalice/config.json.
 FROM_STAGE_CONFIG = {
@@ -43,6 +50,7 @@ def test_settings_read_from_the_environment() -> None:
         "http://q",
         "http://dlq",
         "secret",
+        DatabaseEndpoint("127.0.0.1", 16432),
         5,
         "ServerlessScaling",
         "serverless-scaling",
@@ -66,6 +74,18 @@ def test_a_missing_setting_names_the_variable_and_the_fix(name: str, fix: str) -
 
     with pytest.raises(SettingMissing, match=f"{name} is not set.*{fix}"):
         Settings.from_env(env)
+
+
+def test_an_empty_proxy_endpoint_means_straight_to_the_database() -> None:
+    settings = Settings.from_env({**SETTINGS, "DATABASE_PROXY_ENDPOINT": ""})
+
+    assert settings.database_proxy is None
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1", "proxy:port", ":5432", "host:70000"])
+def test_a_malformed_proxy_endpoint_names_the_variable_and_its_form(endpoint: str) -> None:
+    with pytest.raises(SettingMissing, match="DATABASE_PROXY_ENDPOINT=.*HOST:PORT"):
+        Settings.from_env({**SETTINGS, "DATABASE_PROXY_ENDPOINT": endpoint})
 
 
 def test_the_local_stage_sets_the_metrics_settings() -> None:

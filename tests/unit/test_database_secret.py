@@ -12,6 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from chalicelib.errors import DependencyUnavailable, SettingMissing
 from chalicelib.postgres_store import conninfo_from_secret, read_secret
+from chalicelib.settings import DatabaseEndpoint
 
 SECRET = {
     "username": "app",
@@ -34,8 +35,19 @@ def test_conninfo_comes_from_the_rds_shaped_secret() -> None:
         "password": "p@ss word'\\",
         "connect_timeout": "5",
         "application_name": "serverless-scaling",
-        "options": "-c statement_timeout=5000",
     }
+
+
+def test_through_a_proxy_only_host_and_port_change() -> None:
+    conninfo = conninfo_to_dict(conninfo_from_secret(SECRET, DatabaseEndpoint("proxy", 16432)))
+
+    assert (conninfo["host"], conninfo["port"]) == ("proxy", "16432")
+    assert (conninfo["user"], conninfo["password"]) == ("app", SECRET["password"])
+
+
+def test_no_session_setting_is_sent_at_connect() -> None:
+    # PgBouncer refuses a startup `options` parameter; the role carries the statement timeout.
+    assert "options" not in conninfo_to_dict(conninfo_from_secret(SECRET))
 
 
 def test_a_secret_without_the_rds_keys_is_refused() -> None:

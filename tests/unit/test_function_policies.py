@@ -189,6 +189,7 @@ def app_settings(cloud: Cloud) -> Settings:
             "WORKER_FUNCTION_NAME": FUNCTIONS["worker"],
             "DASHBOARD_ORIGIN": "http://dashboard.example",
             "EVENT_SOURCE_MAPPING_METRICS_NAMESPACE": "",
+            "DATABASE_PROXY_ENDPOINT": "",
             "TASK_RETRY_BACKOFF_BASE_SECONDS": "1",
             "TASK_RETRY_BACKOFF_MAX_SECONDS": "30",
         }
@@ -522,3 +523,19 @@ def test_the_local_stage_names_each_functions_policy_and_generates_none() -> Non
         assert stage["lambda_functions"][function]["iam_policy_file"] == (
             function_policies.rendered_file_name("local", function)
         )
+
+
+def test_the_api_reads_the_worker_s_trigger_also_on_its_snapstart_alias(cloud: Cloud) -> None:
+    # With SnapStart the mapping invokes the worker's alias (infra/deployment/snapstart.py).
+    mapping = f"arn:aws:lambda:{REGION}:{ACCOUNT}:event-source-mapping:{uuid.uuid4()}"
+
+    def read(function_arn: str) -> Request:
+        return Request(
+            "lambda:GetEventSourceMapping", mapping, {"lambda:FunctionArn": function_arn}
+        )
+
+    policy = cloud.policy("api_handler")
+
+    assert is_allowed(policy, read(f"{cloud.worker_arn}:live"))
+    assert not is_allowed(policy, read(f"{cloud.other_function_arn}:live"))
+    assert not is_allowed(policy, read(f"{cloud.worker_arn}-other"))

@@ -63,6 +63,11 @@ ALLOWED_FRAGMENTS = {
     ("infra/localstack-extension/localcloud_ext/service_metrics.py", "table"): (
         "LocalStack's table name constant, checked at start-up"
     ),
+    # The local cloud's own role and schema names (constants of database_proxy.py), in the
+    # proxy's lookup function and auth_query; the only value, a verifier, is a psql variable.
+    ("infra/localcloud/database_proxy.py", "AUTH_ROLE"): "a constant role and schema name",
+    ("infra/localcloud/postgres.py", "AUTH_ROLE"): "a constant role and schema name",
+    ("infra/localcloud/postgres.py", "MONITOR_ROLE"): "a constant role name",
     # Printed for a human to paste, never executed; the prefix is the burst's own run id.
     ("infra/burst/report.py", "report['idempotency_key_prefix']"): "a hint, never executed",
 }

@@ -430,6 +430,23 @@ def start_service_metrics_publisher() -> None:
         _publisher.start()
 
 
+@hooks.on_infra_ready()  # type: ignore[untyped-decorator]
+def start_database_metrics() -> None:
+    """The RDS stand-in's and its proxy's connection gauges (database_metrics.py)."""
+    from localstack.constants import DEFAULT_AWS_ACCOUNT_ID
+
+    from localcloud_ext import database_metrics
+
+    database_metrics.start(os.environ, register_gauge, DEFAULT_AWS_ACCOUNT_ID)
+
+
+@hooks.on_infra_shutdown()  # type: ignore[untyped-decorator]
+def stop_database_metrics() -> None:
+    from localcloud_ext import database_metrics
+
+    database_metrics.stop(unregister_gauge)
+
+
 @hooks.on_infra_shutdown()  # type: ignore[untyped-decorator]
 def stop_service_metrics_publisher() -> None:
     global _publisher
