@@ -116,7 +116,7 @@ def test_handler_gets_awss_context_and_environment(
     assert result["memory_limit_in_mb"] == "128"
     assert result["invoked_function_arn"] == ARN
     assert 0 < int(result["remaining_ms"]) <= 2000
-    assert result["task_root"] == str(tmp_path / "code")
+    assert result["task_root"] == "/var/task"
     assert result["handler"] == "handler.handler"
 
 

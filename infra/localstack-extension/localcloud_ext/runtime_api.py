@@ -37,6 +37,7 @@ class EventKind(enum.Enum):
     INIT_ERROR = "init_error"  # the handler could not be loaded
     RESPONSE = "response"
     ERROR = "error"  # the handler raised
+    RESTORE_ERROR = "restore_error"  # an after-restore hook raised (SnapStart)
     EXITED = "exited"  # the function process ended (posted by its owner, not by the runtime)
     STOPPED = "stopped"  # the environment is being stopped (posted by its owner)
 
@@ -144,6 +145,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == f"{API_PREFIX}/init/error":
             error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "")
             state.events.put(RuntimeEvent(EventKind.INIT_ERROR, body=body, error_type=error_type))
+            self._reply(HTTPStatus.ACCEPTED, b'{"status":"OK"}')
+            return
+        if self.path == f"{API_PREFIX}/restore/error":
+            error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "")
+            state.events.put(RuntimeEvent(EventKind.RESTORE_ERROR, body=body, error_type=error_type))
             self._reply(HTTPStatus.ACCEPTED, b'{"status":"OK"}')
             return
         match = _INVOCATION_RESULT.match(self.path)
