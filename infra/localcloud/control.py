@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcloud import endpoints, localstack, procs
+from localcloud import endpoints, environments, localstack, procs
 from localcloud.postgres import Credentials, PostgresError, PostgresServer
 from localcloud.settings import ENV_PG_PORT, ENV_PORT, SECRET_NAME, Settings
 
@@ -57,6 +57,9 @@ def stop_functions(cfg: Settings) -> list[str]:
         else:
             messages.append(f"function environment {env_id}: not running, pid file removed")
         (cfg.functions_pids_dir / f"{env_id}.pid").unlink(missing_ok=True)
+    # What a crashed LocalStack left in the environments' cgroups (a process that left its
+    # process group), and the cgroups themselves.
+    messages.extend(environments.remove_cgroups(cfg.cgroup_parents))
     return messages
 
 
@@ -252,6 +255,7 @@ class Status:
     postgres_pid: int | None
     postgres_ready: bool
     functions: list[tuple[str, int]]
+    memory: environments.EnvironmentsMemory | None = None
 
     @property
     def ok(self) -> bool:
@@ -276,4 +280,5 @@ def status(cfg: Settings) -> Status:
         for env_id, record in function_records(cfg)
         if record is not None and record.is_running()
     ]
-    return Status(ls_rec.pid if ls_rec else None, healthy, pg_pid, ready, functions)
+    memory = environments.memory(cfg.functions_pids_dir)
+    return Status(ls_rec.pid if ls_rec else None, healthy, pg_pid, ready, functions, memory)

@@ -74,6 +74,9 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         "LAMBDA_RUNTIME_EXECUTOR": "process",
         "LOCALCLOUD_RUNTIMES_DIR": str(cfg.runtimes_dir),
         "LOCALCLOUD_PIDS_DIR": str(cfg.functions_pids_dir),
+        # read by localcloud_ext.cgroups: a memory and a pids cgroup per execution environment
+        "LOCALCLOUD_MEMORY_CGROUP": str(cfg.cgroup_parents[0]),
+        "LOCALCLOUD_PIDS_CGROUP": str(cfg.cgroup_parents[1]),
         # read by localcloud_ext.sqs_scaling
         "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": f"{cfg.esm_scale_up_per_minute:g}",
         "AWS_DEFAULT_REGION": cfg.region,

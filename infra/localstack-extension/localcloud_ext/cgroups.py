@@ -7,9 +7,9 @@ run without either limit, and the executor logs that once. RLIMIT_NPROC is no su
 kernel counts it per user across all processes (every environment runs as the same user), so one
 environment's fork bomb would starve all the others; and root ignores it.
 
-Layout: ROOT/<group name>/<environment id>, the group name from LOCALCLOUD_CGROUP_NAME (one local
-cloud's environments; `scripts/localcloud down` removes what a crashed LocalStack left).
-Stdlib only: `infra/localcloud` uses `remove_group` too.
+Layout: PARENT/<environment id>, the parents (one per controller, one local cloud's environments)
+named by `infra/localcloud` in LOCALCLOUD_MEMORY_CGROUP and LOCALCLOUD_PIDS_CGROUP; it also
+removes what a crashed LocalStack left (`scripts/localcloud down`). Stdlib only.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from pathlib import Path
 
 LOG = logging.getLogger(__name__)
 
-CGROUP_NAME_VARIABLE = "LOCALCLOUD_CGROUP_NAME"
-MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
-PIDS_ROOT = Path("/sys/fs/cgroup/pids")
+MEMORY_PARENT_VARIABLE = "LOCALCLOUD_MEMORY_CGROUP"
+PIDS_PARENT_VARIABLE = "LOCALCLOUD_PIDS_CGROUP"
 # Lambda: "Execution processes/threads: 1,024" per execution environment.
 PIDS_PER_ENVIRONMENT = 1024
 
 
-def group_name() -> str | None:
-    return os.environ.get(CGROUP_NAME_VARIABLE) or None
+def parents() -> tuple[Path, Path] | None:
+    """(memory, pids) parent cgroups of this local cloud's environments; None: no cgroups."""
+    memory, pids = os.environ.get(MEMORY_PARENT_VARIABLE), os.environ.get(PIDS_PARENT_VARIABLE)
+    return (Path(memory), Path(pids)) if memory and pids else None
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,11 @@ class EnvironmentCgroups:
 
     @classmethod
     def create(
-        cls,
-        group: str,
-        environment_id: str,
-        memory_mb: int,
-        roots: tuple[Path, Path] = (MEMORY_ROOT, PIDS_ROOT),
+        cls, parents: tuple[Path, Path], environment_id: str, memory_mb: int
     ) -> EnvironmentCgroups:
         """Raises OSError when a cgroup cannot be made (the caller runs without limits)."""
-        memory_root, pids_root = roots
-        memory = memory_root / group / environment_id
-        pids = pids_root / group / environment_id
+        memory = parents[0] / environment_id
+        pids = parents[1] / environment_id
         made: list[Path] = []
         try:
             for directory in (memory, pids):
@@ -114,38 +110,3 @@ def _members(directory: Path) -> list[int]:
         return [int(pid) for pid in (directory / "cgroup.procs").read_text().split()]
     except (OSError, ValueError):
         return []
-
-
-def remove_group(group: str, roots: tuple[Path, ...] = (MEMORY_ROOT, PIDS_ROOT)) -> list[str]:
-    """End every process in a local cloud's cgroups and remove them; what it did, in words."""
-    messages: list[str] = []
-    for root in roots:
-        parent = root / group
-        if not parent.is_dir():
-            continue
-        for directory in sorted(p for p in parent.iterdir() if p.is_dir()):
-            members = _members(directory)
-            for pid in members:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            if _rmdir_when_empty(directory):
-                messages.append(f"cgroup {directory} removed ({len(members)} processes killed)")
-            else:
-                messages.append(f"cgroup {directory} could not be removed: still in use")
-        with contextlib.suppress(OSError):
-            parent.rmdir()
-    return messages
-
-
-def _rmdir_when_empty(directory: Path, attempts: int = 50) -> bool:
-    import time
-
-    for _ in range(attempts):
-        try:
-            directory.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            time.sleep(0.05)  # killed processes leave the cgroup once they are reaped
-    return False

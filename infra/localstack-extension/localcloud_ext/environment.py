@@ -104,7 +104,7 @@ class FunctionSpec:
     environment: Mapping[str, str]  # what the function sees, before the runtime's own variables
     layer_roots: tuple[Path, ...] = ()
     pids_dir: Path | None = None
-    cgroup_group: str | None = None  # cgroups.group_name(); None: no cgroups
+    cgroup_parents: tuple[Path, Path] | None = None  # cgroups.parents(); None: no cgroups
 
     def process_environment(
         self, runtime_api_address: str, in_namespace: bool = False
@@ -139,7 +139,10 @@ class FunctionSpec:
         paths = [TASK_ROOT if in_namespace else str(self.task_root)]
         version = self.runtime.removeprefix("python")
         for root in self.layer_roots:
-            for relative in (Path("python", "lib", f"python{version}", "site-packages"), Path("python")):
+            for relative in (
+                Path("python", "lib", f"python{version}", "site-packages"),
+                Path("python"),
+            ):
                 if (root / relative).is_dir():
                     # In the namespace all layers are merged at /opt, as Lambda extracts them.
                     path = str(Path(LAYERS_ROOT, relative) if in_namespace else root / relative)
@@ -531,11 +534,15 @@ class ProcessEnvironment:
                 if self._stopped.is_set():
                     raise EnvironmentStopped(f"environment {self.spec.environment_id} stopped")
                 if incarnation.restore and self._clock() >= restore_deadline:
-                    self._fail_init(incarnation, "SnapStartTimeoutException", error_payload(
+                    self._fail_init(
+                        incarnation,
                         "SnapStartTimeoutException",
-                        "Lambda couldn't restore the snapshot within the timeout limit "
-                        f"({RESTORE_TIMEOUT_SECONDS:.0f} s for the after-restore hooks).",
-                    ))
+                        error_payload(
+                            "SnapStartTimeoutException",
+                            "Lambda couldn't restore the snapshot within the timeout limit "
+                            f"({RESTORE_TIMEOUT_SECONDS:.0f} s for the after-restore hooks).",
+                        ),
+                    )
                 continue
             if event.kind is EventKind.READY:
                 now = self._clock()
@@ -551,11 +558,15 @@ class ProcessEnvironment:
                     f"environment {self.spec.environment_id} stopped during init"
                 )
             if event.kind is EventKind.RESTORE_ERROR:
-                self._fail_init(incarnation, "SnapStartException", error_payload(
+                self._fail_init(
+                    incarnation,
                     "SnapStartException",
-                    "The after-restore runtime hook raised an exception: "
-                    + _error_summary(event.body),
-                ))
+                    error_payload(
+                        "SnapStartException",
+                        "The after-restore runtime hook raised an exception: "
+                        + _error_summary(event.body),
+                    ),
+                )
             if event.kind in (EventKind.INIT_ERROR, EventKind.EXITED):
                 if event.kind is EventKind.INIT_ERROR:
                     payload, error_type = event.body, event.error_type or "Runtime.Unknown"
@@ -582,13 +593,13 @@ class ProcessEnvironment:
 
 
 def _create_cgroups(spec: FunctionSpec) -> EnvironmentCgroups | None:
-    """The environment's memory and pids cgroups, or None where they cannot be made (logged once)."""
+    """The environment's memory and pids cgroups; None where none can be made (logged once)."""
     global _cgroups_warned
-    if spec.cgroup_group is None:
+    if spec.cgroup_parents is None:
         return None
     try:
         return EnvironmentCgroups.create(
-            spec.cgroup_group, f"{spec.environment_id}-{time.monotonic_ns()}", spec.memory_size_mb
+            spec.cgroup_parents, f"{spec.environment_id}-{time.monotonic_ns()}", spec.memory_size_mb
         )
     except OSError as error:
         if not _cgroups_warned:

@@ -149,7 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path == f"{API_PREFIX}/restore/error":
             error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "")
-            state.events.put(RuntimeEvent(EventKind.RESTORE_ERROR, body=body, error_type=error_type))
+            state.events.put(
+                RuntimeEvent(EventKind.RESTORE_ERROR, body=body, error_type=error_type)
+            )
             self._reply(HTTPStatus.ACCEPTED, b'{"status":"OK"}')
             return
         match = _INVOCATION_RESULT.match(self.path)

@@ -7,7 +7,8 @@ SOCK_SEQPACKET socket (FD): one JSON message per packet, descriptors passed with
 
   LocalStack -> template   {"op": "spawn", "id": N, ...EnvironmentRequest}  fds: [output, (control)]
   template -> LocalStack   {"op": "hello", "mount_namespaces": bool, "reason": str}
-                           {"op": "spawned", "id": N, "pid": P} | {"op": "spawn_failed", "id", "error"}
+                           {"op": "spawned", "id": N, "pid": P}
+                           {"op": "spawn_failed", "id": N, "error": str}
                            {"op": "exited", "pid": P, "status": S}   (S as Popen.returncode)
 
 A spawned environment is a fork: its own session and process group, cgroups, resource limits,
@@ -24,9 +25,11 @@ invocations on that environment's own Runtime API.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
+import importlib
 import json
 import os
 import resource
@@ -70,10 +73,8 @@ def preload() -> None:
         "botocore.session",
         "snapshot_restore_py",
     ):
-        try:
+        with contextlib.suppress(ImportError):
             __import__(module)
-        except ImportError:
-            pass
     gc.collect()
     # Objects that survive the preload move to the permanent generation: a collection in an
     # environment then never writes to their pages, which stay shared.
@@ -173,12 +174,23 @@ def _check(result: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _mount(libc: Any, source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
-    encode = (lambda value: value.encode() if value is not None else None)
+def _encode(value: str | None) -> bytes | None:
+    return value.encode() if value is not None else None
+
+
+def _mount(
+    libc: Any,
+    source: str | None,
+    target: str,
+    fstype: str | None,
+    flags: int,
+    data: str | None = None,
+) -> None:
+    encode = _encode
     _check(
-        libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags),
-                   encode(data)),
+        libc.mount(
+            encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)
+        ),
         f"mount {source} on {target}",
     )
 
@@ -262,10 +274,9 @@ def run_runtime(request: dict[str, Any]) -> None:
     sys.argv = ["awslambdaric", request["handler"]]
     if request.get("snapshot_control") is not None:
         _snapshot_at_restore_next(request["snapshot_control"])
-    import awslambdaric.__main__
-
+    entry_point: Any = importlib.import_module("awslambdaric.__main__")
     try:
-        awslambdaric.__main__.main(sys.argv)
+        entry_point.main(sys.argv)
     except SystemExit as exit_:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -287,12 +298,18 @@ class HttpRuntimeClient:
 
         self._connection = http.client.HTTPConnection(address)
 
-    def _request(self, method: str, path: str, body: bytes | None = None,
-                 headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
         connection = self._connection
         if connection.sock is None:
             connection.connect()
-            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock: Any = connection.sock
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         data = response.read()
@@ -303,28 +320,44 @@ class HttpRuntimeClient:
     def next(self) -> tuple[bytes, dict[str, str]]:
         return self._request("GET", "/2018-06-01/runtime/invocation/next")
 
-    def post_invocation_result(self, invoke_id: str, result: bytes, content_type: str,
-                               invocation_id: str | None = None) -> None:
-        self._request("POST", f"/2018-06-01/runtime/invocation/{invoke_id}/response", result,
-                      {"Content-Type": content_type})
+    def post_invocation_result(
+        self, invoke_id: str, result: bytes, content_type: str, invocation_id: str | None = None
+    ) -> None:
+        self._request(
+            "POST",
+            f"/2018-06-01/runtime/invocation/{invoke_id}/response",
+            result,
+            {"Content-Type": content_type},
+        )
 
-    def post_error(self, invoke_id: str, error_response_data: str, xray_fault: str,
-                   invocation_id: str | None = None) -> None:
+    def post_error(
+        self,
+        invoke_id: str,
+        error_response_data: str,
+        xray_fault: str,
+        invocation_id: str | None = None,
+    ) -> None:
         try:
             error_type = str(json.loads(error_response_data).get("errorType", ""))
         except (ValueError, AttributeError):
             error_type = ""
-        headers = {"Content-Type": "application/json",
-                   "Lambda-Runtime-Function-Error-Type": error_type or "Runtime.Unknown"}
+        headers = {
+            "Content-Type": "application/json",
+            "Lambda-Runtime-Function-Error-Type": error_type or "Runtime.Unknown",
+        }
         if xray_fault:
             headers["Lambda-Runtime-Function-XRay-Error-Cause"] = xray_fault
-        self._request("POST", f"/2018-06-01/runtime/invocation/{invoke_id}/error",
-                      error_response_data.encode(), headers)
+        self._request(
+            "POST",
+            f"/2018-06-01/runtime/invocation/{invoke_id}/error",
+            error_response_data.encode(),
+            headers,
+        )
 
 
 def _snapshot_at_restore_next(control_fd: int) -> None:
     """Make awslambdaric's `restore/next` the snapshot: serve restores from here."""
-    from awslambdaric.lambda_runtime_client import BaseLambdaRuntimeClient
+    runtime_client_module: Any = importlib.import_module("awslambdaric.lambda_runtime_client")
 
     def restore_next(client: Any) -> None:
         channel = socket.socket(fileno=control_fd)
@@ -334,30 +367,29 @@ def _snapshot_at_restore_next(control_fd: int) -> None:
         gc.freeze()
         request, fds = serve(channel, {"op": "snapshot_ready"})
         become_environment(request, fds)
-        from awslambdaric import lambda_runtime_client
-
         address = os.environ["AWS_LAMBDA_RUNTIME_API"]
         client.lambda_runtime_address = address
-        lambda_runtime_client.runtime_client = HttpRuntimeClient(address)
+        runtime_client_module.runtime_client = HttpRuntimeClient(address)
 
-    BaseLambdaRuntimeClient.restore_next = restore_next  # type: ignore[method-assign]
+    runtime_client_module.BaseLambdaRuntimeClient.restore_next = restore_next
 
 
 def main() -> None:
     channel = socket.socket(fileno=int(sys.argv[1]))
     preload()
     mount_ok, reason = probe_mount_namespace()
-    request, fds = serve(
-        channel, {"op": "hello", "mount_namespaces": mount_ok, "reason": reason}
-    )
+    request, fds = serve(channel, {"op": "hello", "mount_namespaces": mount_ok, "reason": reason})
     control = request.get("snapshot_control_index")
     if control is not None:
         request["snapshot_control"] = fds.pop(control)
     try:
         become_environment(request, fds)
     except OSError as error:
-        print(f"local cloud: could not set up the execution environment: {error}",
-              file=sys.stderr, flush=True)
+        print(
+            f"local cloud: could not set up the execution environment: {error}",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(125)
     run_runtime(request)
 
