@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from localcloud_ext.pids import PidRecord
 
@@ -41,6 +41,45 @@ class ForkserverGone(Exception):
     """The template or snapshot is not running (any more)."""
 
 
+class Channel(Protocol):
+    """One message per packet, with descriptors beside it (a SOCK_SEQPACKET socket here)."""
+
+    def send(self, message: dict[str, Any], fds: list[int]) -> None: ...
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next message; None once the other side is gone."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SocketChannel:
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
+
+    def send(self, message: dict[str, Any], fds: list[int]) -> None:
+        socket.send_fds(self._socket, [json.dumps(message).encode()], fds)
+
+    def receive(self) -> dict[str, Any] | None:
+        try:
+            data, _fds, _flags, _address = socket.recv_fds(self._socket, MAX_PACKET, 0)
+        except OSError:
+            return None
+        return json.loads(data) if data else None
+
+    def close(self) -> None:
+        # shutdown wakes the reader blocked in recv; the server sees end of file and exits.
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._socket.close()
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 @dataclass
 class _Pending:
     future: Future[int]
@@ -50,9 +89,12 @@ class _Pending:
 class Forkserver:
     """One fork server's channel: spawn requests out, spawned/exited messages in."""
 
-    def __init__(self, channel: socket.socket, name: str) -> None:
+    def __init__(
+        self, channel: Channel, name: str, kill_group: Callable[[int], None] = _kill_group
+    ) -> None:
         self.name = name
         self._channel = channel
+        self._kill_group = kill_group
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
@@ -87,9 +129,7 @@ class Forkserver:
             pending = _Pending(Future(), on_exit)
             self._pending[request_id] = pending
             try:
-                socket.send_fds(
-                    self._channel, [json.dumps({**request, "id": request_id}).encode()], fds
-                )
+                self._channel.send({**request, "id": request_id}, fds)
             except OSError as error:
                 del self._pending[request_id]
                 raise ForkserverGone(f"{self.name}: {error}") from error
@@ -102,20 +142,13 @@ class Forkserver:
         """End the channel: the server exits; its children stay until their owners stop them."""
         with self._lock:
             self._closed = True
-        with contextlib.suppress(OSError):
-            self._channel.shutdown(socket.SHUT_RDWR)
+        self._channel.close()
 
     # --- the reader ----------------------------------------------------------------------
 
     def _read(self) -> None:
-        while True:
-            try:
-                data, _fds, _flags, _address = socket.recv_fds(self._channel, MAX_PACKET, 0)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            self._handle(json.loads(data))
+        while (message := self._channel.receive()) is not None:
+            self._handle(message)
         self._gone()
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -150,11 +183,9 @@ class Forkserver:
             item.future.set_exception(ForkserverGone(f"{self.name} ended"))
         # Nobody is left to report their exits: end them, so no environment waits forever.
         for pid, callback in children.items():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            self._kill_group(pid)
             _call(callback, None)
-        with contextlib.suppress(OSError):
-            self._channel.close()
+        self._channel.close()
 
 
 def _call(callback: ExitCallback, status: int | None) -> None:
@@ -219,7 +250,7 @@ class RuntimeTemplate:
         if self._pids_dir is not None:
             runtime = self.interpreter.parent.parent.name
             PidRecord.create(self._pids_dir, f"template-{runtime}", process.pid)
-        server = Forkserver(ours, f"runtime template {self.interpreter}")
+        server = Forkserver(SocketChannel(ours), f"runtime template {self.interpreter}")
         hello = server.greeting()
         info = TemplateInfo(bool(hello.get("mount_namespaces")), str(hello.get("reason", "")))
         if not info.mount_namespaces:

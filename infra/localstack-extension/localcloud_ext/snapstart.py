@@ -38,7 +38,7 @@ from localcloud_ext.environment import (
     _BoundedLog,
     _OutputCapture,
 )
-from localcloud_ext.forkserver import Forkserver, TemplateLauncher, channel_pair
+from localcloud_ext.forkserver import Forkserver, SocketChannel, TemplateLauncher, channel_pair
 from localcloud_ext.pids import PidRecord
 from localcloud_ext.runtime_api import EventKind, RuntimeApiServer, RuntimeEvent, error_payload
 
@@ -104,7 +104,7 @@ class VersionSnapshot:
         self._in_namespace = info.mount_namespaces
         api = RuntimeApiServer()
         ours, theirs = channel_pair()
-        snapshot = Forkserver(ours, f"snapshot of {self.key}")
+        snapshot = Forkserver(SocketChannel(ours), f"snapshot of {self.key}")
 
         def ready(greeting: Future[dict[str, Any]]) -> None:
             if greeting.exception() is None:
