@@ -123,7 +123,8 @@ def handler(event, context):
         raise ValueError("from the handler")
     import layered
     return {"task_root": os.environ["LAMBDA_TASK_ROOT"], "cwd": os.getcwd(), "file": __file__,
-            "layer_file": layered.__file__, "path": sys.path[:3], "listing": sorted(os.listdir("."))}
+            "layer_file": layered.__file__, "path": sys.path[:3],
+            "listing": sorted(os.listdir("."))}
 """
 
 
@@ -165,7 +166,8 @@ WRAPPED = """
 import os, sys
 
 def handler(event, context):
-    return {"wrapped_args": os.environ.get("WRAPPED_ARGS"), "from_wrapper": os.environ.get("FROM_WRAPPER")}
+    return {"wrapped_args": os.environ.get("WRAPPED_ARGS"),
+            "from_wrapper": os.environ.get("FROM_WRAPPER")}
 """
 
 WRAPPER = """\
