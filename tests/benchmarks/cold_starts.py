@@ -45,6 +45,8 @@ WORKER_LIKE = textwrap.dedent(
 
     def handler(event, context):
         time.sleep(event.get("sleep", 0))
+        while event.get("release") and not os.path.exists(event["release"]):
+            time.sleep(0.05)  # held until every invocation has its own environment
         return {"pid": os.getpid()}
     """
 )
@@ -54,6 +56,8 @@ TRIVIAL = textwrap.dedent(
 
     def handler(event, context):
         time.sleep(event.get("sleep", 0))
+        while event.get("release") and not os.path.exists(event["release"]):
+            time.sleep(0.05)  # held until every invocation has its own environment
         return {"pid": os.getpid()}
     """
 )
@@ -94,26 +98,42 @@ class Bench:
         return name
 
     def invoke_at_once(
-        self, name: str, count: int, qualifier: str = "$LATEST", sleep: float = 2.0
+        self, name: str, count: int, qualifier: str = "$LATEST", pids_dir: Path | None = None
     ) -> tuple[list[tuple[str, float]], int]:
-        """`count` invokes at once (each holds its environment `sleep` s, so each needs its own):
-        the (Init|Restore, ms) of those that started an environment, and how many failed."""
+        """`count` invokes at once, each held until `count` environments run (so each needs its
+        own): the (Init|Restore, ms) of those that started an environment, how many failed."""
+        release = Path(f"/tmp/bench-release-{uuid.uuid4().hex}")
+        event = {"release": str(release), "sleep": 0.5}
 
         def call(_: int) -> tuple[str, float] | None:
-            response = self.client.invoke(
-                FunctionName=name,
-                Qualifier=qualifier,
-                Payload=json.dumps({"sleep": sleep}).encode(),
-                LogType="Tail",
-            )
+            try:
+                response = self.client.invoke(
+                    FunctionName=name,
+                    Qualifier=qualifier,
+                    Payload=json.dumps(event).encode(),
+                    LogType="Tail",
+                )
+            except self.client.exceptions.ClientError as error:
+                print(f"invoke failed: {error}", file=sys.stderr)
+                return None
             if "FunctionError" in response:
                 return None
             logs = base64.b64decode(response.get("LogResult", "")).decode()
             match = FIELD.search(logs)
             return (match[1], float(match[2])) if match else ("", 0.0)
 
+        before = environments.memory(pids_dir).environments if pids_dir else 0
         with concurrent.futures.ThreadPoolExecutor(count) as pool:
-            outcomes = list(pool.map(call, range(count)))
+            futures = [pool.submit(call, n) for n in range(count)]
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and not all(f.done() for f in futures):
+                running = environments.memory(pids_dir).environments if pids_dir else count
+                if running - before >= count:
+                    break
+                time.sleep(0.2)
+            release.touch()
+            outcomes = [future.result() for future in futures]
+        release.unlink()
         starts = [outcome for outcome in outcomes if outcome and outcome[0]]
         return starts, sum(1 for outcome in outcomes if outcome is None)
 
@@ -165,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bench = Bench(json.loads(endpoints_file.read_text()), max([args.environments, *idle_counts]))
     pids_dir = STATE / "run" / "functions"
+    bench.delete_all()
     lines: list[str] = []
     try:
         base_threads, base_rss = bench.localstack()
         worker = bench.create(WORKER_LIKE)
-        starts, failed = bench.invoke_at_once(worker, args.environments)
+        starts, failed = bench.invoke_at_once(worker, args.environments, pids_dir=pids_dir)
         lines.append(
             summary(
                 f"Init Duration, {args.environments} at once (boto3 + client)",
@@ -179,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         snap = bench.create(WORKER_LIKE, snapstart=True)
         version = bench.client.publish_version(FunctionName=snap)["Version"]
-        starts, failed = bench.invoke_at_once(snap, args.environments, version)
+        starts, failed = bench.invoke_at_once(snap, args.environments, version, pids_dir)
         restores = [ms for kind, ms in starts if kind == "Restore"]
         label = f"Restore Duration, {args.environments} at once (SnapStart)"
         if restores or not starts:
@@ -203,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                     if snapstart
                     else "$LATEST"
                 )
-                _, failed = bench.invoke_at_once(name, count, qualifier, sleep=3.0)
+                _, failed = bench.invoke_at_once(name, count, qualifier, pids_dir)
                 settle()
                 memory = environments.memory(pids_dir)
                 threads, rss = bench.localstack()
