@@ -288,7 +288,8 @@ class _Incarnation:
             if not self.killed and status == -signal.SIGKILL and self.cgroups.out_of_memory():
                 self.exit_error_type = "Runtime.OutOfMemory"
             self.cgroups.kill_all()
-            self.cgroups.remove()
+            if not self.cgroups.remove():
+                _remove_when_empty(self.cgroups)
         self.exited.set()
         if self.pid_record is not None:
             self.pid_record.remove()
@@ -613,6 +614,20 @@ def _create_cgroups(spec: FunctionSpec) -> EnvironmentCgroups | None:
 
 
 _cgroups_warned = False
+
+
+def _remove_when_empty(cgroups: EnvironmentCgroups, attempts: int = 50) -> None:
+    """A process the environment left (its own child) may take a moment to be reaped."""
+
+    def retry() -> None:
+        for _ in range(attempts):
+            time.sleep(0.1)
+            cgroups.kill_all()
+            if cgroups.remove():
+                return
+        LOG.warning("cgroups %s still in use; scripts/localcloud down removes them", cgroups)
+
+    threading.Thread(target=retry, name="lambda-cgroup-cleanup", daemon=True).start()
 
 
 def _error_summary(body: bytes) -> str:
