@@ -136,6 +136,7 @@ def start(cfg: Settings) -> procs.ProcessRecord:
             env=process_environment(cfg),
             cwd=str(cfg.state_dir),
             start_new_session=True,
+            preexec_fn=_raise_open_files_limit,
         )
     record = procs.ProcessRecord.of(child.pid)
     if record is None:  # died at once
@@ -145,6 +146,27 @@ def start(cfg: Settings) -> procs.ProcessRecord:
     # Not waited for by us once `up` returns; the pid file is what `down` uses.
     child.returncode = 0  # silence ResourceWarning "subprocess still running" at exit
     return record
+
+
+# LocalStack holds a few descriptors per execution environment (its Runtime API endpoint and
+# connection, the output pipe): a thousand environments need more than a default soft limit of
+# 1,024 open files.
+LOCALSTACK_OPEN_FILES = 65536
+
+
+def _raise_open_files_limit() -> None:
+    """In LocalStack's process, before exec: open files up to LOCALSTACK_OPEN_FILES (or the hard
+    limit, if lower)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = (
+        LOCALSTACK_OPEN_FILES
+        if hard == resource.RLIM_INFINITY
+        else min(hard, LOCALSTACK_OPEN_FILES)
+    )
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 class LocalStackError(RuntimeError):
