@@ -23,9 +23,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from localcloud_ext.pids import PidRecord
+
+if TYPE_CHECKING:  # environment.py imports this module
+    from localcloud_ext.cgroups import EnvironmentCgroups
+    from localcloud_ext.environment import FunctionSpec
 
 LOG = logging.getLogger(__name__)
 
@@ -299,7 +303,7 @@ class TemplateLauncher:
         self._template = template
 
     @classmethod
-    def for_spec(cls, spec: Any) -> TemplateLauncher:
+    def for_spec(cls, spec: FunctionSpec) -> TemplateLauncher:
         return cls(template_for(spec.interpreter, spec.pids_dir))
 
     def prepare(self) -> None:
@@ -307,10 +311,10 @@ class TemplateLauncher:
 
     def launch(
         self,
-        spec: Any,
+        spec: FunctionSpec,
         runtime_api_address: str,
         output_fd: int,
-        cgroups: Any,
+        cgroups: EnvironmentCgroups | None,
         on_exit: ExitCallback,
     ) -> int:
         server, info = self._template.server()
