@@ -99,7 +99,8 @@ class Forkserver:
         self.name = name
         self._channel = channel
         self._kill_group = kill_group
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending spawns and the children
+        self._send_lock = threading.Lock()  # one message at a time on the channel
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._children: dict[int, ExitCallback] = {}
@@ -132,11 +133,14 @@ class Forkserver:
             request_id = next(self._ids)
             pending = _Pending(Future(), on_exit)
             self._pending[request_id] = pending
-            try:
+        # Not under _lock: a send may wait for the server, which may wait for the reader.
+        try:
+            with self._send_lock:
                 self._channel.send({**request, "id": request_id}, fds)
-            except OSError as error:
-                del self._pending[request_id]
-                raise ForkserverGone(f"{self.name}: {error}") from error
+        except OSError as error:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            raise ForkserverGone(f"{self.name}: {error}") from error
         try:
             return pending.future.result(timeout=SPAWN_TIMEOUT_SECONDS)
         except TimeoutError as error:
