@@ -350,6 +350,9 @@ def registered_second_after():
     ORDER.append("after: registered second")
     if os.environ.get("FAIL_AFTER_RESTORE"):
         raise RuntimeError("cannot restore")
+    if os.environ.get("SLOW_AFTER_RESTORE"):
+        import time
+        time.sleep(60)
 
 def handler(event, context):
     if event.get("crash"):
@@ -462,6 +465,22 @@ def test_a_failing_after_restore_hook_is_a_snapstart_exception(tmp_path: Path) -
     error = json.loads(failure.value.payload)
     assert error["errorType"] == "SnapStartException"
     assert "cannot restore" in error["errorMessage"]
+
+
+def test_after_restore_hooks_that_take_over_10_s_are_a_snapstart_timeout(tmp_path: Path) -> None:
+    peer = Peer()
+    spec = snapstart_spec(tmp_path, peer, SLOW_AFTER_RESTORE="1")
+    launcher = snapstart.launcher_for(f"{ARN}:1:{uuid.uuid4().hex}", spec)
+    try:
+        env = ProcessEnvironment(spec, launcher=launcher)
+        with pytest.raises(InitFailed) as failure:
+            env.start()
+        pid = env.pid
+    finally:
+        snapstart.discard(launcher.snapshot.key)
+
+    assert json.loads(failure.value.payload)["errorType"] == "SnapStartTimeoutException"
+    assert pid is not None and procs.poll(lambda: not procs.is_alive(pid), 5)
 
 
 def test_without_snapstart_each_environment_inits_itself(
