@@ -66,6 +66,22 @@ def memory(functions_pids_dir: Path, proc: Path = procs.PROC) -> EnvironmentsMem
     return EnvironmentsMemory(counts[False][0], counts[False][1], counts[True][0], counts[True][1])
 
 
+def function_processes(functions_pids_dir: Path, proc: Path = procs.PROC) -> dict[int, str]:
+    """PID -> function name of every running environment, from the records' third field (a
+    forked process's /proc/PID/environ shows the runtime template's variables, not its own)."""
+    found: dict[int, str] = {}
+    if functions_pids_dir.is_dir():
+        for path in functions_pids_dir.glob("*.pid"):
+            try:
+                fields = path.read_text().split()
+            except OSError:
+                continue
+            record = procs.read_pidfile(path)
+            if len(fields) >= 3 and record is not None and record.is_running(proc):
+                found[record.pid] = fields[2]
+    return found
+
+
 def remove_cgroups(parents: tuple[Path, ...]) -> list[str]:
     """End every process left in the environments' cgroups and remove them (`down` after a crash);
     what it did, in words."""

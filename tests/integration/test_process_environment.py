@@ -238,7 +238,8 @@ def test_pid_record_matches_the_running_process(
     assert pid is not None
     record = tmp_path / "pids" / f"{environment.spec.environment_id}.pid"
 
-    assert record.read_text().split() == [str(pid), process_start_time(pid)]
+    # The function's name too: a fork's /proc/PID/environ shows the runtime template's variables.
+    assert record.read_text().split() == [str(pid), process_start_time(pid), "fn"]
     assert os.getpgid(pid) == pid
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from localcloud.environments import memory
+from localcloud.environments import function_processes, memory
 from localcloud_ext import report, snapstart
 from localcloud_ext.environment import RESOURCE_LIMITS, FunctionSpec
 from localcloud_ext.runtime_api import EventKind, InvocationRequest, _Connection, _handle, _State
@@ -236,3 +236,14 @@ def test_memory_counts_environments_and_what_they_fork_from_apart(tmp_path: Path
     assert seen.environments_pss_bytes == 8000 * 1024
     assert seen.pss_per_environment_bytes == 4000 * 1024
     assert (seen.support_processes, seen.support_pss_bytes) == (1, 40000 * 1024)
+
+
+def test_function_processes_are_named_by_their_records(tmp_path: Path) -> None:
+    proc, pids = tmp_path / "proc", tmp_path / "run" / "functions"
+    pids.mkdir(parents=True)
+    fake_process(proc, 201, 1000)
+    fake_process(proc, 202, 1000)
+    (pids / "env-a.pid").write_text("201 77 worker\n")
+    (pids / "template-python3.12.pid").write_text("202 77\n")  # no function: not listed
+
+    assert function_processes(pids, proc) == {201: "worker"}

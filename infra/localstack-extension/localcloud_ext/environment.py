@@ -521,7 +521,9 @@ class ProcessEnvironment:
         incarnation.spawned = self._clock()
         incarnation.output = _OutputCapture(read_fd, self._log)
         if spec.pids_dir:
-            incarnation.pid_record = PidRecord.create(spec.pids_dir, spec.environment_id, pid)
+            incarnation.pid_record = PidRecord.create(
+                spec.pids_dir, spec.environment_id, pid, spec.function_name
+            )
             if incarnation.exited.is_set():  # it ended before its record was written
                 incarnation.pid_record.remove()
         LOG.debug("started function process %s for %s", pid, spec.function_name)
