@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 from chalicelib.model import TaskMessage
 from deployment import database, pipeline
 from deployment.chalice_stage import function_name
-from localcloud import control, procs
+from localcloud import control, environments, procs
 from localcloud.postgres import PostgresServer
 from localcloud.settings import (
     ENV_PG_PORT,
@@ -152,13 +152,15 @@ def process_function_name(pid: int) -> str | None:
 
 
 def environments_of(cfg: Settings, function: str) -> list[procs.ProcessRecord]:
-    """The live execution environments of `function`, from this local cloud's pid records."""
+    """The live execution environments of `function`, from this local cloud's pid records (their
+    function name; an exec'd process's own environment otherwise)."""
+    named = environments.function_processes(cfg.functions_pids_dir)
     return [
         record
         for _, record in control.function_records(cfg)
         if record is not None
         and record.is_running()
-        and process_function_name(record.pid) == function
+        and (named.get(record.pid) or process_function_name(record.pid)) == function
     ]
 
 

@@ -95,6 +95,15 @@ def cmd_status(cfg: Settings) -> int:
         f"functions:  {len(st.functions)} process(es)"
         + "".join(f"\n  {env_id}: pid {pid}" for env_id, pid in st.functions)
     )
+    if st.memory is not None and (st.memory.environments or st.memory.support_processes):
+        m = st.memory
+        print(
+            f"memory:     {m.environments} execution environment(s), "
+            f"Pss {m.environments_pss_bytes / 2**20:.1f} MiB "
+            f"({m.pss_per_environment_bytes / 2**20:.1f} MiB each); "
+            f"templates and snapshots {m.support_processes}, "
+            f"Pss {m.support_pss_bytes / 2**20:.1f} MiB"
+        )
     print(f"state:      {cfg.state_dir}")
     if st.ok:
         print(f"endpoints:  {cfg.endpoints_file}")

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcloud import database_proxy, endpoints, localstack, procs
+from localcloud import database_proxy, endpoints, environments, localstack, procs
 from localcloud.postgres import (
     Credentials,
     PostgresError,
@@ -73,6 +73,9 @@ def stop_functions(cfg: Settings) -> list[str]:
         else:
             messages.append(f"function environment {env_id}: not running, pid file removed")
         (cfg.functions_pids_dir / f"{env_id}.pid").unlink(missing_ok=True)
+    # What a crashed LocalStack left in the environments' cgroups (a process that left its
+    # process group), and the cgroups themselves.
+    messages.extend(environments.remove_cgroups(cfg.cgroup_parents))
     return messages
 
 
@@ -311,6 +314,7 @@ class Status:
     functions: list[tuple[str, int]]
     proxy_pid: int | None = None
     proxy_listening: bool = False
+    memory: environments.EnvironmentsMemory | None = None
 
     @property
     def ok(self) -> bool:
@@ -344,4 +348,5 @@ def status(cfg: Settings) -> Status:
         functions,
         proxy_rec.pid if proxy_rec else None,
         proxy_rec is not None and database_proxy.accepts_connections(cfg),
+        environments.memory(cfg.functions_pids_dir),
     )

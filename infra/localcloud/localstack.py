@@ -84,6 +84,9 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         "LAMBDA_RUNTIME_EXECUTOR": "process",
         "LOCALCLOUD_RUNTIMES_DIR": str(cfg.runtimes_dir),
         "LOCALCLOUD_PIDS_DIR": str(cfg.functions_pids_dir),
+        # read by localcloud_ext.cgroups: a memory and a pids cgroup per execution environment
+        "LOCALCLOUD_MEMORY_CGROUP": str(cfg.cgroup_parents[0]),
+        "LOCALCLOUD_PIDS_CGROUP": str(cfg.cgroup_parents[1]),
         # read by localcloud_ext.sqs_scaling
         "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": f"{cfg.esm_scale_up_per_minute:g}",
         "AWS_DEFAULT_REGION": cfg.region,
@@ -162,6 +165,7 @@ def start(cfg: Settings) -> procs.ProcessRecord:
             env=process_environment(cfg),
             cwd=str(cfg.state_dir),
             start_new_session=True,
+            preexec_fn=_raise_open_files_limit,
         )
     record = procs.ProcessRecord.of(child.pid)
     if record is None:  # died at once
@@ -171,6 +175,27 @@ def start(cfg: Settings) -> procs.ProcessRecord:
     # Not waited for by us once `up` returns; the pid file is what `down` uses.
     child.returncode = 0  # silence ResourceWarning "subprocess still running" at exit
     return record
+
+
+# LocalStack holds a few descriptors per execution environment (its Runtime API endpoint and
+# connection, the output pipe): a thousand environments need more than a default soft limit of
+# 1,024 open files.
+LOCALSTACK_OPEN_FILES = 65536
+
+
+def _raise_open_files_limit() -> None:
+    """In LocalStack's process, before exec: open files up to LOCALSTACK_OPEN_FILES (or the hard
+    limit, if lower)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = (
+        LOCALSTACK_OPEN_FILES
+        if hard == resource.RLIM_INFINITY
+        else min(hard, LOCALSTACK_OPEN_FILES)
+    )
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 class LocalStackError(RuntimeError):

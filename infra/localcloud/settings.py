@@ -77,6 +77,8 @@ ENV_DB_PROXY_NAME = "LOCALCLOUD_DB_PROXY_NAME"
 AWS_ACCESS_KEY_ID = "test"
 AWS_SECRET_ACCESS_KEY = "test"
 
+CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
+
 # Requirement files that define the venvs built by scripts/setup.
 REQUIREMENTS_DEV = PROJECT_ROOT / "requirements-dev.txt"
 # included by requirements-dev.txt (-r), so a change to it must rebuild the tools venv too
@@ -203,6 +205,15 @@ class Settings:
     @property
     def functions_pids_dir(self) -> Path:
         return self.run_dir / "functions"
+
+    @property
+    def cgroup_parents(self) -> tuple[Path, Path]:
+        """(memory, pids) cgroups (v1) holding this local cloud's execution environments, one
+        cgroup each; named after the state dir, so two local clouds never share one."""
+        import hashlib
+
+        name = "localcloud-" + hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return CGROUP_V1_ROOT / "memory" / name, CGROUP_V1_ROOT / "pids" / name
 
     @property
     def localstack_log(self) -> Path:

@@ -52,7 +52,7 @@ from burst.sender import ThreadSessions
 from burst.settings import LOOPBACK_HOSTS
 from chalicelib.validation import MAX_BATCH_TASKS
 from deployment import database
-from localcloud import endpoints
+from localcloud import endpoints, environments
 from localcloud.aws import client_for_running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -314,6 +314,12 @@ class CpuProbe:
 
     def _function_of(self, pid: int) -> str | None:
         if pid not in self._functions:
+            # Forked environments: their pid records name the function (their environ is the
+            # runtime template's); an exec'd one's environ names it too.
+            recorded = environments.function_processes(ENDPOINTS.parent / "run" / "functions")
+            if pid in recorded:
+                self._functions[pid] = recorded[pid]
+                return recorded[pid]
             try:
                 self._functions[pid] = function_name(Path(f"/proc/{pid}/environ").read_bytes())
             except OSError:

@@ -35,6 +35,14 @@ CHECKS = textwrap.dedent(
     patches.batch_lambda_log_shipping()
     from localstack.services.lambda_.invocation import version_manager
     assert version_manager.record_cw_metric_invocation is patches._publish_nothing
+    # idle environments' keepalive timers share one thread
+    patches.share_execution_environment_timers()
+    from localstack.services.lambda_.invocation import execution_environment
+    from localcloud_ext.timers import SharedTimer
+    assert execution_environment.Timer is SharedTimer
+    # SnapStart: LocalStack stores it as AWS does (On for published versions only), read here
+    from localstack.services.lambda_.invocation.lambda_models import VersionFunctionConfiguration
+    assert "snap_start" in VersionFunctionConfiguration.__dataclass_fields__
     # the scaling SQS poller: what it relies on, and its factory patch
     from localcloud_ext import sqs_scaling
     sqs_scaling.check_seams()

@@ -116,7 +116,7 @@ def test_handler_gets_awss_context_and_environment(
     assert result["memory_limit_in_mb"] == "128"
     assert result["invoked_function_arn"] == ARN
     assert 0 < int(result["remaining_ms"]) <= 2000
-    assert result["task_root"] == str(tmp_path / "code")
+    assert result["task_root"] == "/var/task"
     assert result["handler"] == "handler.handler"
 
 
@@ -238,7 +238,8 @@ def test_pid_record_matches_the_running_process(
     assert pid is not None
     record = tmp_path / "pids" / f"{environment.spec.environment_id}.pid"
 
-    assert record.read_text().split() == [str(pid), process_start_time(pid)]
+    # The function's name too: a fork's /proc/PID/environ shows the runtime template's variables.
+    assert record.read_text().split() == [str(pid), process_start_time(pid), "fn"]
     assert os.getpgid(pid) == pid
 
 

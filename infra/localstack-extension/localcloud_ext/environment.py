@@ -16,14 +16,15 @@ import math
 import os
 import select
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from localcloud_ext import report
+from localcloud_ext.cgroups import EnvironmentCgroups
 from localcloud_ext.pids import PidRecord
 from localcloud_ext.runtime_api import (
     EventKind,
@@ -37,6 +38,41 @@ LOG = logging.getLogger(__name__)
 
 # What one environment keeps of its whole output, for LocalStack's diagnostics (get_logs).
 _ENVIRONMENT_LOG_LIMIT = 256 * 1024
+# Where Lambda puts a function's code and its layers.
+TASK_ROOT = "/var/task"
+LAYERS_ROOT = "/opt"
+# Lambda's per-environment limits that are rlimits (quotas page: file descriptors 1,024; no core
+# dumps). Its 1,024 processes/threads are a pids cgroup instead (cgroups.py says why).
+RESOURCE_LIMITS = (("RLIMIT_NOFILE", 1024, 1024), ("RLIMIT_CORE", 0, 0))
+# AWS: after-restore hooks must finish within 10 s, else SnapStartTimeoutException.
+RESTORE_TIMEOUT_SECONDS = 10.0
+
+ExitCallback = Callable[[int | None], None]
+
+
+class Launcher(Protocol):
+    """Starts the processes of an environment: forks of the runtime template, or restores of a
+    SnapStart version's snapshot (forkserver.py, snapstart.py)."""
+
+    @property
+    def restores(self) -> bool:
+        """True when each process is a restore of a snapshot (Restore Duration, not Init)."""
+        ...
+
+    def prepare(self) -> None:
+        """Start what launching needs (the template, the snapshot): not part of any init."""
+        ...
+
+    def launch(
+        self,
+        spec: FunctionSpec,
+        runtime_api_address: str,
+        output_fd: int,
+        cgroups: EnvironmentCgroups | None,
+        on_exit: ExitCallback,
+    ) -> int:
+        """Start one process; its PID. `on_exit(status)` once it ended."""
+        ...
 
 
 class EnvironmentStopped(Exception):
@@ -68,15 +104,21 @@ class FunctionSpec:
     environment: Mapping[str, str]  # what the function sees, before the runtime's own variables
     layer_roots: tuple[Path, ...] = ()
     pids_dir: Path | None = None
+    cgroup_parents: tuple[Path, Path] | None = None  # cgroups.parents(); None: no cgroups
 
-    def process_environment(self, runtime_api_address: str) -> dict[str, str]:
-        """The function process's environment, as a Python managed runtime on AWS has it."""
+    def process_environment(
+        self, runtime_api_address: str, in_namespace: bool = False
+    ) -> dict[str, str]:
+        """The function process's environment, as a Python managed runtime on AWS has it.
+
+        `in_namespace`: the process sees its code at /var/task and its layers at /opt.
+        """
         env = dict(self.environment)
         env.update(
             {
                 "AWS_LAMBDA_RUNTIME_API": runtime_api_address,
                 "_HANDLER": self.handler,
-                "LAMBDA_TASK_ROOT": str(self.task_root),
+                "LAMBDA_TASK_ROOT": TASK_ROOT if in_namespace else str(self.task_root),
                 "LAMBDA_RUNTIME_DIR": str(self.interpreter.parent.parent),
                 "AWS_EXECUTION_ENV": f"AWS_Lambda_{self.runtime}",
                 "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
@@ -87,23 +129,49 @@ class FunctionSpec:
                 "LANG": env.get("LANG", "C.UTF-8"),
                 "TZ": env.get("TZ", ":UTC"),
                 # The task root first, then layers, as on AWS (/var/task, /opt/python...).
-                "PYTHONPATH": os.pathsep.join(self._python_path()),
+                "PYTHONPATH": os.pathsep.join(self._python_path(in_namespace)),
                 "PYTHONUNBUFFERED": "1",
             }
         )
         return env
 
-    def _python_path(self) -> list[str]:
-        paths = [str(self.task_root)]
+    def _python_path(self, in_namespace: bool = False) -> list[str]:
+        paths = [TASK_ROOT if in_namespace else str(self.task_root)]
         version = self.runtime.removeprefix("python")
         for root in self.layer_roots:
-            for candidate in (
-                root / "python" / "lib" / f"python{version}" / "site-packages",
-                root / "python",
+            for relative in (
+                Path("python", "lib", f"python{version}", "site-packages"),
+                Path("python"),
             ):
-                if candidate.is_dir():
-                    paths.append(str(candidate))
+                if (root / relative).is_dir():
+                    # In the namespace all layers are merged at /opt, as Lambda extracts them.
+                    path = str(Path(LAYERS_ROOT, relative) if in_namespace else root / relative)
+                    if path not in paths:
+                        paths.append(path)
         return paths
+
+    def launch_request(
+        self, runtime_api_address: str, in_namespace: bool, cgroups: EnvironmentCgroups | None
+    ) -> dict[str, Any]:
+        """What the runtime template needs to fork this environment (runtime_template.py)."""
+        env = self.process_environment(runtime_api_address, in_namespace)
+        request: dict[str, Any] = {
+            "op": "spawn",
+            "env": env,
+            "cwd": env["LAMBDA_TASK_ROOT"],
+            "handler": self.handler,
+            "sys_path": env["PYTHONPATH"].split(os.pathsep),
+            "mount_namespace": in_namespace,
+            "host_task_root": str(self.task_root),
+            "layers": [str(root) for root in self.layer_roots],
+            "cgroup_procs": cgroups.procs_files() if cgroups is not None else [],
+            "rlimits": [list(limit) for limit in RESOURCE_LIMITS],
+        }
+        wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
+        if wrapper:
+            # As Lambda's bootstrap does: the wrapper runs with the runtime's command line.
+            request["exec"] = [wrapper, str(self.interpreter), "-m", "awslambdaric", self.handler]
+        return request
 
 
 @dataclass(frozen=True)
@@ -196,23 +264,43 @@ class _Incarnation:
     """One function process and the Runtime API it talks to."""
 
     api: RuntimeApiServer
-    process: subprocess.Popen[bytes]
-    output: _OutputCapture
-    pid_record: PidRecord | None
     started: float
+    cgroups: EnvironmentCgroups | None = None
+    restore: bool = False  # a restore of a SnapStart snapshot
+    pid: int = 0
+    output: _OutputCapture | None = None
+    pid_record: PidRecord | None = None
+    spawned: float = 0.0  # when the process existed (a restore: when the fork returned)
     init_duration_ms: float | None = None
+    restore_report: report.RestoreReport | None = None
     max_rss_mb: int = 0
     exited: threading.Event = field(default_factory=threading.Event)
+    exit_error_type: str = "Runtime.ExitError"
     killed: bool = False
 
     @property
     def usable(self) -> bool:
         return not (self.killed or self.exited.is_set())
 
+    def on_exit(self, status: int | None) -> None:
+        """Called once the process ended (on the launcher's reader thread)."""
+        if self.cgroups is not None:
+            if not self.killed and status == -signal.SIGKILL and self.cgroups.out_of_memory():
+                self.exit_error_type = "Runtime.OutOfMemory"
+            self.cgroups.kill_all()
+            if not self.cgroups.remove():
+                _remove_when_empty(self.cgroups)
+        self.exited.set()
+        if self.pid_record is not None:
+            self.pid_record.remove()
+        self.api.post(
+            RuntimeEvent(EventKind.EXITED, exit_code=status, error_type=self.exit_error_type)
+        )
+
     def max_memory_used_mb(self) -> int:
         """Peak resident memory of the process (VmHWM), as Lambda reports it."""
         try:
-            with open(f"/proc/{self.process.pid}/status") as status:
+            with open(f"/proc/{self.pid}/status") as status:
                 for line in status:
                     if line.startswith("VmHWM:"):
                         self.max_rss_mb = max(
@@ -226,18 +314,30 @@ class _Incarnation:
     def kill(self) -> None:
         """End the whole process group at once, as Lambda does when it resets an environment."""
         self.killed = True
-        if not self.exited.is_set():
+        if not self.exited.is_set() and self.pid:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
+            if self.cgroups is not None:
+                self.cgroups.kill_all()
         self.api.close()
 
 
 class ProcessEnvironment:
     """A Lambda execution environment backed by OS processes."""
 
-    def __init__(self, spec: FunctionSpec, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        clock: Callable[[], float] = time.monotonic,
+        launcher: Launcher | None = None,
+    ) -> None:
         self.spec = spec
         self._clock = clock
+        if launcher is None:
+            from localcloud_ext.forkserver import TemplateLauncher
+
+            launcher = TemplateLauncher.for_spec(spec)
+        self._launcher = launcher
         self._lock = threading.Lock()  # one invocation at a time
         self._current: _Incarnation | None = None
         self._stopped = threading.Event()
@@ -266,7 +366,7 @@ class ProcessEnvironment:
     @property
     def pid(self) -> int | None:
         incarnation = self._current
-        return incarnation.process.pid if incarnation is not None else None
+        return incarnation.pid or None if incarnation is not None else None
 
     # --- invocation ------------------------------------------------------------------------
 
@@ -307,9 +407,7 @@ class ProcessEnvironment:
         incarnation.init_duration_ms = None
         init_logs = ""
         if init_duration_ms is not None:
-            init_logs = report.compose(
-                report.init_start_line(self.spec.runtime), incarnation.output.take()
-            )
+            init_logs = self._first_invoke_logs(incarnation)
         started = self._clock()
         deadline = started + timeout
         incarnation.api.deliver(
@@ -326,14 +424,16 @@ class ProcessEnvironment:
             incarnation, request_id, deadline
         )
         duration_ms = (self._clock() - started) * 1000
-        output = report.compose(incarnation.output.take(), platform_line)
+        output = report.compose(self._output(incarnation).take(), platform_line)
         invocation_report = report.InvocationReport(
             request_id=request_id,
             duration_ms=duration_ms,
             memory_size_mb=self.spec.memory_size_mb,
             max_memory_used_mb=incarnation.max_memory_used_mb(),
-            init_duration_ms=init_duration_ms,
+            init_duration_ms=None if incarnation.restore else init_duration_ms,
+            restore=incarnation.restore_report if init_duration_ms is not None else None,
             status=status,
+            error_type=incarnation.exit_error_type if status == "error" else None,
         )
         logs = report.compose(
             init_logs,
@@ -358,7 +458,8 @@ class ProcessEnvironment:
                 return error_payload("Sandbox.Timedout", message), True, "timeout", line
             if event.kind is EventKind.EXITED:
                 message = report.exit_message(request_id, event.exit_code)
-                return error_payload("Runtime.ExitError", message), True, "error", message
+                error_type = event.error_type or "Runtime.ExitError"
+                return error_payload(error_type, message), True, "error", message
             if event.kind is EventKind.STOPPED:
                 raise EnvironmentStopped(
                     f"environment {self.spec.environment_id} stopped during an invocation"
@@ -380,80 +481,162 @@ class ProcessEnvironment:
         self._await_ready(incarnation)
         return incarnation
 
+    def _first_invoke_logs(self, incarnation: _Incarnation) -> str:
+        """The init (or restore) phase's lines and output, logged before the first START."""
+        if incarnation.restore_report is not None:
+            return report.compose(
+                report.restore_start_line(self.spec.runtime),
+                self._output(incarnation).take(),
+                incarnation.restore_report.line(),
+            )
+        return report.compose(
+            report.init_start_line(self.spec.runtime), self._output(incarnation).take()
+        )
+
+    @staticmethod
+    def _output(incarnation: _Incarnation) -> _OutputCapture:
+        assert incarnation.output is not None, "an incarnation has its output once spawned"
+        return incarnation.output
+
     def _spawn(self) -> _Incarnation:
         spec = self.spec
         api = RuntimeApiServer()
+        cgroups = _create_cgroups(spec)
+        self._launcher.prepare()
+        incarnation = _Incarnation(
+            api=api, started=self._clock(), cgroups=cgroups, restore=self._launcher.restores
+        )
         read_fd, write_fd = os.pipe()
-        started = self._clock()
         try:
-            process = subprocess.Popen(
-                [str(spec.interpreter), "-m", "awslambdaric", spec.handler],
-                cwd=spec.task_root,
-                env=spec.process_environment(api.address),
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                # Its own process group, so that stopping the environment ends everything in it.
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError:
+            pid = self._launcher.launch(spec, api.address, write_fd, cgroups, incarnation.on_exit)
+        except Exception:
             api.close()
             os.close(read_fd)
+            if cgroups is not None:
+                cgroups.remove()
             raise
         finally:
             os.close(write_fd)
-        pid_record = (
-            PidRecord.create(spec.pids_dir, spec.environment_id, process.pid)
-            if spec.pids_dir
-            else None
-        )
-        incarnation = _Incarnation(
-            api=api,
-            process=process,
-            output=_OutputCapture(read_fd, self._log),
-            pid_record=pid_record,
-            started=started,
-        )
-        threading.Thread(
-            target=self._reap, args=(incarnation,), name=f"lambda-reaper-{process.pid}", daemon=True
-        ).start()
-        LOG.debug("started function process %s for %s", process.pid, spec.function_name)
+        incarnation.pid = pid
+        incarnation.spawned = self._clock()
+        incarnation.output = _OutputCapture(read_fd, self._log)
+        if spec.pids_dir:
+            incarnation.pid_record = PidRecord.create(
+                spec.pids_dir, spec.environment_id, pid, spec.function_name
+            )
+            if incarnation.exited.is_set():  # it ended before its record was written
+                incarnation.pid_record.remove()
+        LOG.debug("started function process %s for %s", pid, spec.function_name)
         return incarnation
 
-    def _reap(self, incarnation: _Incarnation) -> None:
-        exit_code = incarnation.process.wait()
-        incarnation.exited.set()
-        if incarnation.pid_record is not None:
-            incarnation.pid_record.remove()
-        incarnation.api.post(RuntimeEvent(EventKind.EXITED, exit_code=exit_code))
-
     def _await_ready(self, incarnation: _Incarnation) -> None:
+        restore_deadline = incarnation.started + RESTORE_TIMEOUT_SECONDS
         while True:
             event = incarnation.api.next_event(timeout=1.0)
             if event is None:
                 if self._stopped.is_set():
                     raise EnvironmentStopped(f"environment {self.spec.environment_id} stopped")
+                if incarnation.restore and self._clock() >= restore_deadline:
+                    self._fail_init(
+                        incarnation,
+                        "SnapStartTimeoutException",
+                        error_payload(
+                            "SnapStartTimeoutException",
+                            "Lambda couldn't restore the snapshot within the timeout limit "
+                            f"({RESTORE_TIMEOUT_SECONDS:.0f} s for the after-restore hooks).",
+                        ),
+                    )
                 continue
             if event.kind is EventKind.READY:
-                incarnation.init_duration_ms = (self._clock() - incarnation.started) * 1000
+                now = self._clock()
+                incarnation.init_duration_ms = (now - incarnation.started) * 1000
+                if incarnation.restore:
+                    incarnation.restore_report = report.RestoreReport(
+                        restore_duration_ms=(now - incarnation.started) * 1000,
+                        billed_restore_duration_ms=(now - incarnation.spawned) * 1000,
+                    )
                 return
             if event.kind is EventKind.STOPPED:
                 raise EnvironmentStopped(
                     f"environment {self.spec.environment_id} stopped during init"
                 )
+            if event.kind is EventKind.RESTORE_ERROR:
+                self._fail_init(
+                    incarnation,
+                    "SnapStartException",
+                    error_payload(
+                        "SnapStartException",
+                        "The after-restore runtime hook raised an exception: "
+                        + _error_summary(event.body),
+                    ),
+                )
             if event.kind in (EventKind.INIT_ERROR, EventKind.EXITED):
-                init_duration_ms = (self._clock() - incarnation.started) * 1000
-                incarnation.kill()
-                incarnation.exited.wait(timeout=5)
                 if event.kind is EventKind.INIT_ERROR:
                     payload, error_type = event.body, event.error_type or "Runtime.Unknown"
                 else:
-                    error_type = "Runtime.ExitError"
+                    error_type = event.error_type or "Runtime.ExitError"
                     payload = error_payload(error_type, report.exit_message("", event.exit_code))
-                logs = report.compose(
-                    report.init_start_line(self.spec.runtime),
-                    incarnation.output.take(),
-                    report.init_report_line(init_duration_ms, error_type),
-                )
-                raise InitFailed(payload, logs)
+                self._fail_init(incarnation, error_type, payload)
+
+    def _fail_init(self, incarnation: _Incarnation, error_type: str, payload: bytes) -> None:
+        init_duration_ms = (self._clock() - incarnation.started) * 1000
+        incarnation.kill()
+        incarnation.exited.wait(timeout=5)
+        start_line = (
+            report.restore_start_line(self.spec.runtime)
+            if incarnation.restore
+            else report.init_start_line(self.spec.runtime)
+        )
+        logs = report.compose(
+            start_line,
+            self._output(incarnation).take(),
+            report.init_report_line(init_duration_ms, error_type),
+        )
+        raise InitFailed(payload, logs)
+
+
+def _create_cgroups(spec: FunctionSpec) -> EnvironmentCgroups | None:
+    """The environment's memory and pids cgroups; None where none can be made (logged once)."""
+    global _cgroups_warned
+    if spec.cgroup_parents is None:
+        return None
+    try:
+        return EnvironmentCgroups.create(
+            spec.cgroup_parents, f"{spec.environment_id}-{time.monotonic_ns()}", spec.memory_size_mb
+        )
+    except OSError as error:
+        if not _cgroups_warned:
+            _cgroups_warned = True
+            LOG.warning(
+                "no cgroup for execution environments (%s): MemorySize and the 1,024 processes "
+                "per environment are not enforced",
+                error,
+            )
+        return None
+
+
+_cgroups_warned = False
+
+
+def _remove_when_empty(cgroups: EnvironmentCgroups, attempts: int = 50) -> None:
+    """A process the environment left (its own child) may take a moment to be reaped."""
+
+    def retry() -> None:
+        for _ in range(attempts):
+            time.sleep(0.1)
+            cgroups.kill_all()
+            if cgroups.remove():
+                return
+        LOG.warning("cgroups %s still in use; scripts/localcloud down removes them", cgroups)
+
+    threading.Thread(target=retry, name="lambda-cgroup-cleanup", daemon=True).start()
+
+
+def _error_summary(body: bytes) -> str:
+    import json
+
+    try:
+        error = json.loads(body)
+        return f"{error.get('errorType')}: {error.get('errorMessage')}"
+    except (ValueError, AttributeError):
+        return body.decode(errors="replace")

@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from localstack.aws.connect import connect_to
+from localstack.runtime import hooks
 from localstack.services.lambda_.invocation.executor_endpoint import (
     ShutdownDuringStartup,
     StatusErrorException,
@@ -24,11 +25,12 @@ from localstack.services.lambda_.invocation.lambda_models import FunctionVersion
 from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
 from localstack.utils.strings import to_bytes
 
-from localcloud_ext import runtimes
+from localcloud_ext import cgroups, forkserver, runtimes, snapstart
 from localcloud_ext.environment import (
     EnvironmentStopped,
     FunctionSpec,
     InitFailed,
+    Launcher,
     ProcessEnvironment,
 )
 
@@ -57,6 +59,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         environment = {
             name: str(value) for name, value in env_vars.items() if name not in _INIT_ONLY_VARIABLES
         }
+        if self._snapstart:
+            environment = snapstart.environment_of(environment)
         return FunctionSpec(
             environment_id=self.id,
             function_name=self.function_version.id.function_name,
@@ -74,26 +78,43 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 if layer.code is not None
             ),
             pids_dir=runtimes.pids_dir(),
+            cgroup_parents=cgroups.parents(),
+        )
+
+    @property
+    def _snapstart(self) -> bool:
+        return snapstart.applies(
+            self.function_version.config.snap_start, self.function_version.id.qualifier
         )
 
     def start(self, env_vars: dict[str, str]) -> None:
-        self._environment = ProcessEnvironment(self._spec(env_vars))
+        spec = self._spec(env_vars)
+        launcher: Launcher | None = None
+        snapshot_launcher: snapstart.SnapshotLauncher | None = None
+        if self._snapstart:
+            snapshot_launcher = snapstart.launcher_for(self.function_version.qualified_arn, spec)
+            launcher = snapshot_launcher
+        self._environment = ProcessEnvironment(spec, launcher=launcher)
         try:
             self._environment.start()
+            if snapshot_launcher is not None and (
+                logs := snapshot_launcher.snapshot.take_init_logs()
+            ):
+                self._ship_in_background(logs)
         except InitFailed as failure:
             # LocalStack answers the invoke with this payload as an Unhandled function error,
             # but keeps no logs of a failed init: ship them, as Lambda does.
-            threading.Thread(
-                target=self._ship_init_logs,
-                args=(failure.logs,),
-                name="lambda-init-logs",
-                daemon=True,
-            ).start()
+            self._ship_in_background(failure.logs)
             raise StatusErrorException(
                 "Environment startup failed", payload=failure.payload
             ) from failure
         except EnvironmentStopped as stopped:
             raise ShutdownDuringStartup(str(stopped)) from stopped
+
+    def _ship_in_background(self, logs: str) -> None:
+        threading.Thread(
+            target=self._ship_init_logs, args=(logs,), name="lambda-init-logs", daemon=True
+        ).start()
 
     def _ship_init_logs(self, logs: str) -> None:
         function_id = self.function_version.id
@@ -154,7 +175,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
 
     @classmethod
     def cleanup_version(cls, function_version: FunctionVersion) -> None:
-        """Nothing to clean: LocalStack removes the unpacked code itself."""
+        """End the version's SnapStart snapshot, if it has one; LocalStack removes the code."""
+        snapstart.discard(function_version.qualified_arn)
 
     @classmethod
     def validate_environment(cls) -> bool:
@@ -168,3 +190,11 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             return False
         LOG.info("process executor: Lambda runtimes available: %s", ", ".join(available))
         return True
+
+
+@hooks.on_infra_shutdown()
+def stop_runtime_templates() -> None:
+    """LocalStack stops: end the SnapStart snapshots and the runtime templates. Their children are
+    killed as the channels close (forkserver.Forkserver._gone), and their cgroups removed."""
+    snapstart.discard_all()
+    forkserver.close_templates()

@@ -253,3 +253,25 @@ def throttle_usage_plans() -> None:
         if not THROTTLE.admit(key_id, limits):
             LOG.debug("API key %s over its usage plan's limit on %s", key_id, context.api_id)
             raise ThrottledError(THROTTLED_MESSAGE)
+
+
+@hooks.on_infra_start()
+def share_execution_environment_timers() -> None:
+    """LocalStack's ExecutionEnvironment arms a threading.Timer (a thread) after every invocation,
+    the keepalive of an idle environment, and one while it starts: a thread per idle environment.
+    One scheduler thread holds them all instead (localcloud_ext.timers)."""
+    import threading
+
+    from localstack.services.lambda_.invocation import execution_environment
+
+    from localcloud_ext.timers import SharedTimer
+
+    if execution_environment.Timer is not threading.Timer:
+        raise SeamMoved("execution_environment.Timer is no longer threading.Timer")
+    for method, names in (
+        (execution_environment.ExecutionEnvironment.release, ("Timer", "keepalive_timer")),
+        (execution_environment.ExecutionEnvironment.start, ("Timer", "startup_timer")),
+    ):
+        if not set(names) <= set(method.__code__.co_names):
+            raise SeamMoved(f"{method.__qualname__} no longer arms {names[1]} with Timer")
+    execution_environment.Timer = SharedTimer

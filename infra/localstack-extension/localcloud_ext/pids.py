@@ -27,10 +27,14 @@ class PidRecord:
     start_time: str
 
     @classmethod
-    def create(cls, directory: Path, environment_id: str, pid: int) -> PidRecord:
+    def create(
+        cls, directory: Path, environment_id: str, pid: int, function_name: str = ""
+    ) -> PidRecord:
+        """`function_name` is a third field: a forked environment's /proc/PID/environ still shows
+        the runtime template's variables, so tools find a function's processes here."""
         directory.mkdir(parents=True, exist_ok=True)
         record = cls(directory / f"{environment_id}.pid", pid, process_start_time(pid) or "")
-        record.path.write_text(f"{pid} {record.start_time}\n")
+        record.path.write_text(f"{pid} {record.start_time} {function_name}".rstrip() + "\n")
         return record
 
     def remove(self) -> None:

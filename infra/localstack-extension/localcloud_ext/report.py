@@ -8,6 +8,27 @@ from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
+class RestoreReport:
+    """A SnapStart restore: what the first REPORT of a restored environment shows."""
+
+    restore_duration_ms: float  # restoring the snapshot and running the after-restore hooks
+    billed_restore_duration_ms: float  # the after-restore hooks (the snapshot's load is free)
+
+    @property
+    def billed_ms(self) -> int:
+        return max(1, math.ceil(self.billed_restore_duration_ms))
+
+    def line(self) -> str:
+        return f"RESTORE_REPORT Restore Duration: {self.restore_duration_ms:.2f} ms"
+
+    def fields(self) -> list[str]:
+        return [
+            f"Restore Duration: {self.restore_duration_ms:.2f} ms",
+            f"Billed Restore Duration: {self.billed_ms} ms",
+        ]
+
+
+@dataclass(frozen=True)
 class InvocationReport:
     request_id: str
     duration_ms: float
@@ -15,6 +36,8 @@ class InvocationReport:
     max_memory_used_mb: int
     init_duration_ms: float | None = None  # cold starts only
     status: str | None = None  # "timeout", "error" (runtime exit); None when the runtime answered
+    restore: RestoreReport | None = None  # the first invocation of a restored environment
+    error_type: str | None = None  # with status "error": Runtime.ExitError, Runtime.OutOfMemory
 
     @property
     def billed_duration_ms(self) -> int:
@@ -32,13 +55,21 @@ class InvocationReport:
         ]
         if self.init_duration_ms is not None:
             fields.append(f"Init Duration: {self.init_duration_ms:.2f} ms")
+        if self.restore is not None:
+            fields += self.restore.fields()
         if self.status is not None:
             fields.append(f"Status: {self.status}")
+        if self.error_type is not None:
+            fields.append(f"Error Type: {self.error_type}")
         return "\t".join(fields) + "\t"
 
 
 def init_start_line(runtime: str) -> str:
     return f"INIT_START Runtime Version: python:{runtime.removeprefix('python')}.local"
+
+
+def restore_start_line(runtime: str) -> str:
+    return f"RESTORE_START Runtime Version: python:{runtime.removeprefix('python')}.local"
 
 
 def init_report_line(init_duration_ms: float, error_type: str) -> str:
