@@ -19,6 +19,7 @@ from typing import Any
 
 from localcloud import procs
 from localcloud.settings import Settings
+from localcloud_ext import contract
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         # deploy tools' `function_active` waiters never sleep their 5 s between polls.
         "LAMBDA_SYNCHRONOUS_CREATE": "1",
         # The stock SQS poller (still used for FIFO queues; standard queues get our scaling
-        # one, localcloud_ext.sqs_scaling, whose control tick paces itself) waits 1 s after
+        # one, localcloud_ext.batch_threads, whose control tick paces itself) waits 1 s after
         # every poll, a full one too, and backs off up to 10 s when the queue is empty; AWS
         # long-polls without pausing. No pause after a poll, at most 1 s after an empty one.
         "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
@@ -72,10 +73,19 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         "XDG_CACHE_HOME": str(cfg.state_dir / "cache"),
         # Lambda: the `process` executor from infra/localstack-extension (localcloud_ext)
         "LAMBDA_RUNTIME_EXECUTOR": "process",
-        "LOCALCLOUD_RUNTIMES_DIR": str(cfg.runtimes_dir),
-        "LOCALCLOUD_PIDS_DIR": str(cfg.functions_pids_dir),
-        # read by localcloud_ext.sqs_scaling
-        "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": f"{cfg.esm_scale_up_per_minute:g}",
+        contract.RUNTIMES_DIR_VARIABLE: str(cfg.runtimes_dir),
+        contract.PIDS_DIR_VARIABLE: str(cfg.functions_pids_dir),
+        # read by the scaling SQS poller (localcloud_ext.seams)
+        contract.ESM_SCALE_UP_PER_MINUTE.variable: contract.ESM_SCALE_UP_PER_MINUTE.render(
+            cfg.esm_scale_up_per_minute
+        ),
+        # The account's concurrency, shared by all functions: LocalStack throttles a sync invoke
+        # that finds no room (429 TooManyRequestsException). Its minimum unreserved (100 by
+        # default) follows a lower limit, or no reserved concurrency could be set under 100.
+        "LAMBDA_LIMITS_CONCURRENT_EXECUTIONS": str(cfg.account_concurrency),
+        "LAMBDA_LIMITS_MINIMUM_UNRESERVED_CONCURRENCY": str(
+            contract.minimum_unreserved_concurrency(cfg.account_concurrency)
+        ),
         "AWS_DEFAULT_REGION": cfg.region,
     }
 

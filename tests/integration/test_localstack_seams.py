@@ -36,9 +36,9 @@ CHECKS = textwrap.dedent(
     from localstack.services.lambda_.invocation import version_manager
     assert version_manager.record_cw_metric_invocation is patches._publish_nothing
     # the scaling SQS poller: what it relies on, and its factory patch
-    from localcloud_ext import sqs_scaling
-    sqs_scaling.check_seams()
-    sqs_scaling.scale_sqs_event_source_mappings()
+    from localcloud_ext import seams
+    seams.check_seams()
+    seams.scale_sqs_event_source_mappings()
     patched = {p.name for p in Patch.applied_patches}
     expected = {"stop_version", "shutdown", "update_version", "get_esm_worker", "run_log_loop"}
     assert expected <= patched, patched

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from localcloud_ext.contract import ESM_SCALE_UP_PER_MINUTE
+
 AWS_INITIAL_CONCURRENCY = 5
-AWS_SCALE_UP_PER_MINUTE = 300.0
 AWS_MAXIMUM_CONCURRENCY_PER_MAPPING = 1000
 MINIMUM_MAXIMUM_CONCURRENCY = 2
 # One poller keeps polling an idle queue, so that arriving messages are seen.
@@ -26,8 +27,6 @@ IDLE_CONCURRENCY = 1
 SLOW_DOWN_SECONDS = 1.0
 THROTTLE_FIRST_RETRY_SECONDS = 0.05
 THROTTLE_LONGEST_RETRY_SECONDS = 1.0
-# AWS publishes no per-mapping concurrency: the local cloud's own namespace for its gauges.
-GAUGE_NAMESPACE = "LocalCloud/EventSourceMapping"
 
 T = TypeVar("T")
 
@@ -41,7 +40,9 @@ class ScalingLimits:
 
     @classmethod
     def for_mapping(
-        cls, maximum_concurrency: int | None, scale_up_per_minute: float = AWS_SCALE_UP_PER_MINUTE
+        cls,
+        maximum_concurrency: int | None,
+        scale_up_per_minute: float = ESM_SCALE_UP_PER_MINUTE.default,
     ) -> ScalingLimits:
         """`maximum_concurrency` is the mapping's ScalingConfig.MaximumConcurrency (None: unset)."""
         maximum = maximum_concurrency or AWS_MAXIMUM_CONCURRENCY_PER_MAPPING
