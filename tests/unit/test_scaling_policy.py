@@ -283,3 +283,51 @@ def test_other_errors_are_not_retried() -> None:
             on_throttle=lambda: None,
         )
     assert calls == 1
+
+
+def test_at_aws_s_scale_a_spike_starts_at_5_adds_300_a_minute_caps_at_1000_and_falls() -> None:
+    # GIVEN a mapping with MaximumConcurrency unset (1,000) at AWS's rate, and a backlog far
+    # larger than 1,000 batches can take in the time (1 s batches of 10)
+    mapping = SimulatedMapping(
+        policy(maximum=None, per_minute=300.0), batch_size=10, batch_seconds=1
+    )
+    mapping.queue = 10_000_000
+    now = 0.0
+    # WHEN it runs for 4 simulated minutes
+    while now < 240.0 - 1e-9:
+        now += TICK
+        mapping.step(now)
+    targets = {round(at, 1): target for at, target, _ in mapping.timeline}
+    # THEN it started at 5, grew 300 a minute (5 a second), and held at 1,000
+    assert mapping.timeline[0][1] == 5
+    assert targets[60.0] == pytest.approx(5 + 300, abs=1)  # the first tick finds it idle
+    assert targets[120.0] == pytest.approx(5 + 600, abs=1)
+    assert targets[180.0] == pytest.approx(5 + 900, abs=1)
+    reached = next(at for at, target, _ in mapping.timeline if target == 1000)
+    assert reached == pytest.approx((1000 - 5) / 5, abs=0.2)  # 199 s
+    assert max(target for _, target, _ in mapping.timeline) == 1000
+    assert mapping.max_in_flight == 1000
+    # WHEN the backlog ends
+    mapping.queue = 0
+    end = now
+    while now < end + 10.0 - 1e-9:
+        now += TICK
+        mapping.step(now)
+    # THEN each empty poll retires its poller, back to the one idle poller
+    assert mapping.timeline[-1][1] == 1
+    falling = [target for at, target, _ in mapping.timeline if at > end]
+    assert falling == sorted(falling, reverse=True)
+
+
+def test_a_maximum_concurrency_below_1000_caps_the_same_ramp() -> None:
+    mapping = SimulatedMapping(
+        policy(maximum=400, per_minute=300.0), batch_size=10, batch_seconds=1
+    )
+    mapping.queue = 10_000_000
+    now = 0.0
+    while now < 120.0 - 1e-9:
+        now += TICK
+        mapping.step(now)
+    assert max(target for _, target, _ in mapping.timeline) == 400
+    reached = next(at for at, target, _ in mapping.timeline if target == 400)
+    assert reached == pytest.approx((400 - 5) / 5, abs=0.2)  # 79 s
