@@ -4,14 +4,16 @@ figures; asserts nothing.
 On a LocalStack of its own (no PostgreSQL, no app; the venvs of the normal local cloud): a
 stdlib function that sleeps --sleep seconds per message, a mapping with BatchSize 1 and
 MaximumConcurrency unset, a fast scale-up rate (--rate a minute) so it climbs in seconds, and a
-backlog of --messages. Every --every seconds it prints: batches in flight (messages not
-visible), the function's processes and their memory (RSS, and Pss when --pss), LocalStack's
-threads, RSS and CPU (% of one core over the interval). It stops climbing (deletes the mapping)
-at --ceiling batches in flight or --max-gb of function memory, whichever comes first, then
-stops everything it started.
+backlog of --ceiling messages: every one is received at once, and the batches run as fast as
+execution environments start, then all together until their sleep ends (the plateau). Every
+--every seconds it prints: messages received (not visible), the function's concurrent
+executions (AWS/Lambda ConcurrentExecutions, the most in the last seconds), its processes and
+their memory (RSS, and Pss when --pss), LocalStack's threads, RSS and CPU (% of one core over
+the interval). Past --max-gb of function memory it deletes the mapping and purges the queue
+(what runs then ends with its sleep). It stops everything it started.
 
-Usage: scripts/bench-esm-ceiling [--ceiling N] [--messages N] [--sleep S] [--rate R]
-       [--max-gb G] [--every S] [--pss]
+Usage: scripts/bench-esm-ceiling [--ceiling N] [--sleep S] [--rate R] [--max-gb G]
+       [--every S] [--pss]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,9 @@ from botocore.config import Config
 from localcloud import control, localstack
 from localcloud.settings import Settings
 from tests.lambda_zip import zip_of
+from tests.metrics import metric_values
 
 MAX_CEILING = 1000
-MAX_MESSAGES = 5000
 MAX_GB = 12.0
 MAX_SECONDS = 900.0
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
@@ -151,35 +154,37 @@ def climb(args: argparse.Namespace, cfg: Settings, localstack_pid: int) -> int:
     )
     lam.get_waiter("function_active_v2").wait(FunctionName="ceiling")
     url = sqs.create_queue(QueueName="ceiling", Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
-    for start in range(0, args.messages, 10):
+    for start in range(0, args.ceiling, 10):
         sqs.send_message_batch(
             QueueUrl=url,
             Entries=[
                 {"Id": str(n), "MessageBody": str(args.sleep)}
-                for n in range(min(10, args.messages - start))
+                for n in range(min(10, args.ceiling - start))
             ],
         )
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
     print(
-        f"{args.messages} messages of {args.sleep:g} s; mapping at {args.rate:g}/min, "
-        f"ceiling {args.ceiling} in flight or {args.max_gb:g} GB of functions"
+        f"{args.ceiling} messages of {args.sleep:g} s; mapping at {args.rate:g}/min, "
+        f"at most {args.max_gb:g} GB of functions"
     )
     print(
-        f"{'t s':>5}{'flight':>7}{'envs':>6}{'fn RSS MB':>10}{'fn Pss MB':>10}"
+        f"{'t s':>5}{'recvd':>7}{'conc':>6}{'envs':>6}{'fn RSS MB':>10}{'fn Pss MB':>10}"
         f"{'LS thr':>7}{'LS RSS MB':>10}{'LS CPU%':>8}"
     )
     mapping = lam.create_event_source_mapping(
         EventSourceArn=arn, FunctionName="ceiling", BatchSize=1
     )["UUID"]
     started = time.monotonic()
+    since = datetime.now(UTC)
+    cloudwatch = client("cloudwatch")
     last_cpu, last_at = cpu_seconds(localstack_pid), started
     peak: dict[str, float] = {}
     climbing = True
     while time.monotonic() - started < args.max_seconds:
         time.sleep(args.every)
-        now = time.monotonic()
+        cpu, now = cpu_seconds(localstack_pid), time.monotonic()
         attributes = sqs.get_queue_attributes(
             QueueUrl=url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -189,11 +194,20 @@ def climb(args: argparse.Namespace, cfg: Settings, localstack_pid: int) -> int:
         pids = function_pids(cfg.functions_pids_dir)
         rss, pss = memory_kb(pids, args.pss)
         status = proc_status(localstack_pid)
-        cpu = cpu_seconds(localstack_pid)
+        recent = metric_values(
+            cloudwatch,
+            max(since, datetime.now(UTC) - timedelta(seconds=args.every + 1)),
+            "AWS/Lambda",
+            "ConcurrentExecutions",
+            ("FunctionName", "ceiling"),
+            "Maximum",
+        )
+        concurrent = int(max(recent, default=0))
         cpu_percent = 100 * (cpu - last_cpu) / (now - last_at)
         last_cpu, last_at = cpu, now
         row = {
-            "in_flight": in_flight,
+            "received": in_flight,
+            "concurrent_executions": concurrent,
             "environments": len(pids),
             "function_rss_mb": rss / 1024,
             "function_pss_mb": pss / 1024,
@@ -204,13 +218,13 @@ def climb(args: argparse.Namespace, cfg: Settings, localstack_pid: int) -> int:
         for key, value in row.items():
             peak[key] = max(peak.get(key, 0.0), float(value))
         print(
-            f"{now - started:>5.0f}{in_flight:>7}{len(pids):>6}{rss / 1024:>10.0f}"
+            f"{now - started:>5.0f}{in_flight:>7}{concurrent:>6}{len(pids):>6}{rss / 1024:>10.0f}"
             f"{pss / 1024:>10.0f}{row['localstack_threads']:>7}"
             f"{row['localstack_rss_mb']:>10.0f}{cpu_percent:>8.0f}",
             flush=True,
         )
-        if climbing and (in_flight >= args.ceiling or rss / 1024 / 1024 >= args.max_gb):
-            print(f"  ceiling reached: {in_flight} in flight; the mapping is deleted")
+        if climbing and rss / 1024 / 1024 >= args.max_gb:
+            print(f"  {args.max_gb:g} GB of functions reached: the mapping is deleted")
             lam.delete_event_source_mapping(UUID=mapping)
             sqs.purge_queue(QueueUrl=url)
             climbing = False
@@ -228,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--ceiling", type=int, default=300)
-    parser.add_argument("--messages", type=int, default=900)
     parser.add_argument("--sleep", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=6000.0)
     parser.add_argument("--max-gb", type=float, default=6.0)
@@ -238,7 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bounds = (
         ("--ceiling", args.ceiling, 1, MAX_CEILING),
-        ("--messages", args.messages, 1, MAX_MESSAGES),
         ("--max-gb", args.max_gb, 0.1, MAX_GB),
         ("--max-seconds", args.max_seconds, 1, MAX_SECONDS),
         ("--sleep", args.sleep, 0, 600),

@@ -42,6 +42,7 @@ class FakeQueue:
         self.receives = 0
         self.released: list[str] = []
         self.waits = 0
+        self.wakes = 0
         self.hold_receive: threading.Event | None = None  # a receive blocks on it, once set
         self.received_during_hold = threading.Event()
 
@@ -88,10 +89,14 @@ class FakeQueue:
     def wait_for_messages(self, queue_url: str, timeout: float, stopped: threading.Event) -> None:
         with self.arrived:
             self.waits += 1
-            self.arrived.wait_for(lambda: self.visible or stopped.is_set(), timeout)
+            woken = self.wakes
+            self.arrived.wait_for(
+                lambda: self.visible or stopped.is_set() or self.wakes != woken, timeout
+            )
 
     def wake_waiters(self, queue_url: str) -> None:
         with self.arrived:
+            self.wakes += 1
             self.arrived.notify_all()
 
 
@@ -143,13 +148,15 @@ class Mapping:
     """A ScalingSqsPoller driven as LocalStack's EsmWorker drives it: its loop calls
     poll_events() until the stop signal is set, then close()."""
 
-    def __init__(self, stock: FakeStockPoller, maximum: int | None = 10) -> None:
+    def __init__(
+        self, stock: FakeStockPoller, maximum: int | None = 10, per_minute: float = 300.0
+    ) -> None:
         self.stock = stock
         self.stopped = StopSignal()
         self.poller = ScalingSqsPoller(
             stock,
             uuid="00000000-mapping",
-            limits=ScalingLimits.for_mapping(maximum, 300.0),
+            limits=ScalingLimits.for_mapping(maximum, per_minute),
             stopped=self.stopped,
             waiter=stock.queue,
             function_timeout=lambda: 3.0,
@@ -247,6 +254,25 @@ def test_a_backlog_adds_threads_and_an_empty_queue_retires_them_down_to_one(
     assert sorted(b for batch in mapping.stock.batches for b in batch) == sorted(
         f"m{n}" for n in range(20)
     )
+
+
+def test_when_the_backlog_ends_the_threads_are_those_in_flight_and_at_most_one_waiting(
+    queue: FakeQueue,
+) -> None:
+    # a rate of 100 a second: the target runs far ahead of the five batches there are
+    mapping = Mapping(FakeStockPoller(queue, batch_size=1), maximum=50, per_minute=6000.0)
+    release = threading.Event()
+    mapping.stock.invoke = lambda bodies: release.wait(WAIT_SECONDS)
+    queue.send(*[f"m{n}" for n in range(5)])
+    mapping.loop.start()
+    try:
+        eventually(lambda: mapping.poller.in_flight == 5, "five batches in flight")
+        # at most one thread besides the busy five: the others, waiting, were woken to retire
+        eventually(lambda: len(mapping.poller.threads()) <= 6, "the idle surplus retired")
+        assert mapping.poller.policy.target <= 6
+    finally:
+        release.set()
+        mapping.stop()
 
 
 def test_batches_in_flight_when_the_mapping_stops_finish(queue: FakeQueue) -> None:

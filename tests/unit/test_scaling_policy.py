@@ -83,7 +83,7 @@ def test_the_backlog_ends_with_a_short_or_empty_poll() -> None:
     backlog_for_seconds_without_polls(p, 0.05, 3.0)
     assert p.target == 5
     p.messages_received(3.1, full=True)
-    p.poll_came_back_empty(3.15)
+    p.poll_came_back_empty(3.15, active=5)
     backlog_for_seconds_without_polls(p, 3.15, 3.0)
     assert p.target == 4
 
@@ -108,9 +108,21 @@ def test_empty_polls_scale_back_down_one_poller_each_to_a_single_idle_poller() -
     backlog_for(p, 0.0, 5.0)
     assert p.target == 10
     for expected in range(9, 0, -1):
-        p.poll_came_back_empty(6.0)
+        p.poll_came_back_empty(6.0, active=10)
         assert p.target == expected
-    p.poll_came_back_empty(6.0)
+    p.poll_came_back_empty(6.0, active=1)
+    assert p.target == 1
+
+
+def test_an_empty_poll_brings_the_target_down_to_the_batches_in_flight_and_one_poller() -> None:
+    p = policy(maximum=1000, per_minute=6000.0)
+    p.messages_received(0.0, full=True)
+    backlog_for(p, 0.0, 3.0)
+    assert p.target == 305
+    # the backlog ended: 100 batches still run, and this poller found nothing
+    p.poll_came_back_empty(3.1, active=101)
+    assert p.target == 101
+    p.poll_came_back_empty(3.2, active=1)
     assert p.target == 1
 
 
@@ -158,6 +170,9 @@ class SimulatedMapping:
         self.max_in_flight = 0
         self.timeline: list[tuple[float, int, int]] = []  # (time, target, in flight)
 
+    def in_flight(self, now: float) -> int:
+        return sum(1 for until in self.busy_until if until > now)
+
     def step(self, now: float) -> None:
         target = self.policy.tick(now)
         while len(self.busy_until) < target:
@@ -174,8 +189,8 @@ class SimulatedMapping:
                 self.policy.messages_received(now, full=taken == self.batch_size)
                 self.busy_until[index] = now + self.batch_seconds
             else:
-                self.policy.poll_came_back_empty(now)
-        in_flight = sum(1 for until in self.busy_until if until > now)
+                self.policy.poll_came_back_empty(now, active=self.in_flight(now) + 1)
+        in_flight = self.in_flight(now)
         self.max_in_flight = max(self.max_in_flight, in_flight)
         self.timeline.append((now, self.policy.target, in_flight))
 

@@ -144,6 +144,7 @@ class ScalingSqsPoller:
         self._wake = threading.Event()
         self._received_while_stopping: list[Message] = []
         self.in_flight = 0
+        self._waiting = 0  # threads waiting on the queue (the long poll's wait)
         self._peak_in_flight = 0
         self._batch_deadline = threading.local()
         self._visibility_timeout = self._queue_visibility_timeout()
@@ -189,9 +190,15 @@ class ScalingSqsPoller:
             while not self._stopping.is_set() and not self._scaled_down():
                 if self._run_one_batch() or self._scaled_down():
                     continue
-                self._waiter.wait_for_messages(
-                    self._sqs.queue_url, LONG_POLL_SECONDS, self._stopping
-                )
+                with self._lock:
+                    self._waiting += 1
+                try:
+                    self._waiter.wait_for_messages(
+                        self._sqs.queue_url, LONG_POLL_SECONDS, self._stopping
+                    )
+                finally:
+                    with self._lock:
+                        self._waiting -= 1
         finally:
             self._leave()
 
@@ -228,7 +235,11 @@ class ScalingSqsPoller:
             return True
         if not messages:
             with self._lock:
-                self.policy.poll_came_back_empty(received_at)
+                active = len(self._threads) - self._waiting
+                self.policy.poll_came_back_empty(received_at, active=active)
+                surplus = len(self._threads) > self.policy.target
+            if surplus:  # threads waiting on the queue look again, and the surplus retires
+                self._waiter.wake_waiters(self._sqs.queue_url)
             return False
         with self._lock:
             self.policy.messages_received(received_at, full=len(messages) >= self._sqs.batch_size)

@@ -83,6 +83,7 @@ class DirectSqs:
         self._account_id = account_id
         self._region = region
         self._service_model = load_service("sqs")  # the provider reads its protocol
+        self._wakes = 0  # wake_waiters() calls so far, counted under the queue's lock
 
     def receive_message(
         self,
@@ -144,8 +145,14 @@ class DirectSqs:
         arrived = visible.not_empty
         deadline = time.monotonic() + timeout
         with arrived:
+            woken = self._wakes
             # len(visible.queue), not qsize(): qsize takes the lock `arrived` already holds
-            while not visible.queue and not visible.is_shutdown and not stopped.is_set():
+            while (
+                not visible.queue
+                and not visible.is_shutdown
+                and not stopped.is_set()
+                and self._wakes == woken
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -159,7 +166,8 @@ class DirectSqs:
         visible = self._visible(queue_url)
         if visible is not None:
             with visible.not_empty:
-                visible.not_empty.notify_all()  # other long polls re-check and wait on
+                self._wakes += 1  # ends this mapping's waits; other long polls wait on
+                visible.not_empty.notify_all()
 
     def _visible(self, queue_url: str) -> Any:
         """The queue's visible messages (LocalStack's InterruptiblePriorityQueue), or None when

@@ -82,9 +82,13 @@ class ScalingPolicy:
             self._scale_up_credit = 0.0
         self._backlog = full
 
-    def poll_came_back_empty(self, now: float) -> None:
+    def poll_came_back_empty(self, now: float, *, active: int) -> None:
+        """The queue had nothing: the backlog is over. One poller fewer, and none beyond the
+        `active` ones (running a batch or polling, the one that found nothing included): idle
+        pollers wait on the queue as a long poll does, so they would not poll again, one by
+        one, to bring the target down."""
         self._backlog = False
-        self.target = max(self.limits.idle, self.target - 1)
+        self.target = max(self.limits.idle, min(self.target - 1, active))
 
     def throttled(self, now: float) -> None:
         self.target = max(self.limits.idle, self.target - 1)
