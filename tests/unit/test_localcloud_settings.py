@@ -106,3 +106,14 @@ def test_a_bad_account_concurrency_names_the_variable_and_the_range(raw: str) ->
         match=r"LOCALCLOUD_ACCOUNT_CONCURRENCY=.* whole number .* from 10 to 100000",
     ):
         Settings.from_env({"LOCALCLOUD_ACCOUNT_CONCURRENCY": raw})
+
+
+def test_localstack_inherits_room_for_the_descriptors_of_1000_environments() -> None:
+    import resource
+
+    from localcloud.localstack import OPEN_FILES_WANTED, raise_open_files_limit
+
+    soft = raise_open_files_limit()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert soft == resource.RLIM_INFINITY or soft >= min(OPEN_FILES_WANTED, hard)
