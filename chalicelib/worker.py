@@ -23,6 +23,8 @@ second (wiring.py)."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +64,10 @@ logger = logging.getLogger(__name__)
 
 # Time a record needs beyond its task's own: two writes to the database, logging.
 MARGIN_MS = 1000
+# The API commits a task right after SQS took its message, and an idle trigger long-polls, so
+# the message can arrive first (on AWS as here). Look again after these pauses (155 ms in all)
+# before handing the record back for a backoff of seconds.
+UNCOMMITTED_RECHECK_SECONDS = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 
 @dataclass
@@ -86,8 +92,10 @@ class Worker:
         metrics: Metrics,
         messages: ReceivedMessages,
         backoff: Backoff,
+        wait: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
+        self._wait = wait
         self._runner = runner
         self._max_receives = max_receives
         self._log = log
@@ -208,6 +216,11 @@ class Worker:
         self, message: TaskMessage, receive_count: int, request_id: str, remaining_ms: int
     ) -> None:
         attempt = self._store.start_attempt(message, request_id)
+        for pause in UNCOMMITTED_RECHECK_SECONDS:
+            if attempt is not Attempt.UNCOMMITTED:
+                break
+            self._wait(pause)
+            attempt = self._store.start_attempt(message, request_id)
         if attempt is Attempt.FINISHED:
             logger.info("task already finished: a redelivery, nothing to do")
             return

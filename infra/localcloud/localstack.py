@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import shutil
 import subprocess
 import urllib.error
@@ -29,6 +30,7 @@ from localcloud.settings import (
     PROXY_NAME,
     Settings,
 )
+from localcloud_ext import contract
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         # deploy tools' `function_active` waiters never sleep their 5 s between polls.
         "LAMBDA_SYNCHRONOUS_CREATE": "1",
         # The stock SQS poller (still used for FIFO queues; standard queues get our scaling
-        # one, localcloud_ext.sqs_scaling, whose control tick paces itself) waits 1 s after
+        # one, localcloud_ext.batch_threads, whose control tick paces itself) waits 1 s after
         # every poll, a full one too, and backs off up to 10 s when the queue is empty; AWS
         # long-polls without pausing. No pause after a poll, at most 1 s after an empty one.
         "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
@@ -82,13 +84,22 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         "XDG_CACHE_HOME": str(cfg.state_dir / "cache"),
         # Lambda: the `process` executor from infra/localstack-extension (localcloud_ext)
         "LAMBDA_RUNTIME_EXECUTOR": "process",
-        "LOCALCLOUD_RUNTIMES_DIR": str(cfg.runtimes_dir),
-        "LOCALCLOUD_PIDS_DIR": str(cfg.functions_pids_dir),
+        contract.RUNTIMES_DIR_VARIABLE: str(cfg.runtimes_dir),
+        contract.PIDS_DIR_VARIABLE: str(cfg.functions_pids_dir),
         # read by localcloud_ext.cgroups: a memory and a pids cgroup per execution environment
         "LOCALCLOUD_MEMORY_CGROUP": str(cfg.cgroup_parents[0]),
         "LOCALCLOUD_PIDS_CGROUP": str(cfg.cgroup_parents[1]),
-        # read by localcloud_ext.sqs_scaling
-        "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": f"{cfg.esm_scale_up_per_minute:g}",
+        # read by the scaling SQS poller (localcloud_ext.seams)
+        contract.ESM_SCALE_UP_PER_MINUTE.variable: contract.ESM_SCALE_UP_PER_MINUTE.render(
+            cfg.esm_scale_up_per_minute
+        ),
+        # The account's concurrency, shared by all functions: LocalStack throttles a sync invoke
+        # that finds no room (429 TooManyRequestsException). Its minimum unreserved (100 by
+        # default) follows a lower limit, or no reserved concurrency could be set under 100.
+        "LAMBDA_LIMITS_CONCURRENT_EXECUTIONS": str(cfg.account_concurrency),
+        "LAMBDA_LIMITS_MINIMUM_UNRESERVED_CONCURRENCY": str(
+            contract.minimum_unreserved_concurrency(cfg.account_concurrency)
+        ),
         "AWS_DEFAULT_REGION": cfg.region,
         **database_metrics_environment(cfg),
     }
@@ -145,9 +156,33 @@ def _rotate(log: Path) -> None:
         log.replace(log.with_suffix(log.suffix + ".1"))
 
 
+# LocalStack holds about 3 descriptors per execution environment (its output pipe, its Runtime
+# API's socket and connection; measured 909 at 300 environments): 1,000 concurrent executions
+# need over 3,000, and many systems give a process 1,024 unless it asks for more.
+OPEN_FILES_WANTED = 65536
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise this process's soft limit of open files towards `wanted` (never above the hard
+    limit), so that LocalStack, started from here, inherits it. Returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def start(cfg: Settings) -> procs.ProcessRecord:
     """Launch LocalStack in its own process group; return at once (see :func:`wait_healthy`)."""
     python = cfg.localstack_python
+    open_files = raise_open_files_limit()
+    if open_files < OPEN_FILES_WANTED:
+        logger.info(
+            "LocalStack may open %d files (hard limit): about %d concurrent executions",
+            open_files,
+            open_files // 3,
+        )
     for d in (cfg.logs_dir, cfg.run_dir, cfg.functions_pids_dir, cfg.state_dir / "tmp"):
         d.mkdir(parents=True, exist_ok=True)
     _rotate(cfg.localstack_log)

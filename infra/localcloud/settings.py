@@ -14,6 +14,11 @@ Environment variables (all optional):
                           stand-in; default 16432)
 ``LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE``  how fast an SQS event source mapping adds concurrent
                           batches while a backlog lasts (default 300, AWS's rate; 1-60000)
+``LOCALCLOUD_ACCOUNT_CONCURRENCY``  the account's concurrent executions, shared by every
+                          function (default 1000, AWS's; 10-100000)
+
+The last two are the extension's settings: their names, defaults and ranges are
+``localcloud_ext.contract``, which both sides import.
 
 Stdlib only: ``install.py`` imports this with the system Python before any venv exists.
 """
@@ -26,12 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcloud_ext import contract
+
 ENV_STATE_DIR = "LOCALCLOUD_STATE_DIR"
 ENV_VENVS_DIR = "LOCALCLOUD_VENVS_DIR"
 ENV_PORT = "LOCALCLOUD_PORT"
 ENV_PG_PORT = "LOCALCLOUD_PG_PORT"
 ENV_PROXY_PORT = "LOCALCLOUD_PROXY_PORT"
-ENV_ESM_SCALE_UP = "LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -39,11 +45,9 @@ REGION = "us-east-1"
 DEFAULT_PORT = 4566
 DEFAULT_PG_PORT = 15432
 DEFAULT_PROXY_PORT = 16432
-DEFAULT_ESM_SCALE_UP_PER_MINUTE = 300.0  # AWS: up to 300 more concurrent invocations a minute
-MAX_ESM_SCALE_UP_PER_MINUTE = 60000.0
 # Where the scaling SQS poller publishes its gauges (ConcurrentBatches, ScalingTarget by
-# EventSourceMappingUUID): localcloud_ext.scaling_policy.GAUGE_NAMESPACE, checked equal by a test.
-EVENT_SOURCE_MAPPING_METRICS_NAMESPACE = "LocalCloud/EventSourceMapping"
+# EventSourceMappingUUID), for the deploy and the burst's report.
+EVENT_SOURCE_MAPPING_METRICS_NAMESPACE = contract.EVENT_SOURCE_MAPPING_NAMESPACE
 PG_DATABASE = "app"
 # The database's owner, RDS's master user (its secret is SECRET_NAME); the deploy makes each
 # stage's functions a role of their own. A state dir made before keeps its owner, "app".
@@ -115,21 +119,12 @@ def parse_port(name: str, raw: str | None, default: int) -> int:
     return port
 
 
-def parse_scale_up_rate(name: str, raw: str | None) -> float:
-    """Concurrent batches added per minute while a backlog lasts."""
-    default = DEFAULT_ESM_SCALE_UP_PER_MINUTE
-    if raw is None or raw.strip() == "":
-        return default
+def parse_number(setting: contract.NumberSetting, env: Mapping[str, str]) -> float:
+    """One of the extension's settings, as the contract defines it."""
     try:
-        rate = float(raw.strip())
-    except ValueError:
-        rate = -1.0
-    if not 1 <= rate <= MAX_ESM_SCALE_UP_PER_MINUTE:
-        raise SettingsError(
-            f"{name}={raw!r} must be a number of batches a minute from 1 to "
-            f"{MAX_ESM_SCALE_UP_PER_MINUTE:.0f} (unset it for AWS's {default:.0f})"
-        )
-    return rate
+        return setting.parse(env.get(setting.variable))
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 def parse_dir(name: str, raw: str | None, default: Path) -> Path:
@@ -151,7 +146,8 @@ class Settings:
     port: int
     pg_port: int
     proxy_port: int = DEFAULT_PROXY_PORT
-    esm_scale_up_per_minute: float = DEFAULT_ESM_SCALE_UP_PER_MINUTE
+    esm_scale_up_per_minute: float = contract.ESM_SCALE_UP_PER_MINUTE.default
+    account_concurrency: int = int(contract.ACCOUNT_CONCURRENCY.default)
     host: str = HOST
     region: str = REGION
     project_root: Path = PROJECT_ROOT
@@ -170,14 +166,14 @@ class Settings:
                 raise SettingsError(
                     f"{first} and {second} are both {named[first]}: give them different values"
                 )
-        scale_up = parse_scale_up_rate(ENV_ESM_SCALE_UP, env.get(ENV_ESM_SCALE_UP))
         return cls(
             state_dir=state_dir,
             venvs_dir=venvs_dir,
             port=port,
             pg_port=pg_port,
             proxy_port=proxy_port,
-            esm_scale_up_per_minute=scale_up,
+            esm_scale_up_per_minute=parse_number(contract.ESM_SCALE_UP_PER_MINUTE, env),
+            account_concurrency=int(parse_number(contract.ACCOUNT_CONCURRENCY, env)),
         )
 
     # --- venvs (built by scripts/setup) ---

@@ -44,9 +44,9 @@ CHECKS = textwrap.dedent(
     from localstack.services.lambda_.invocation.lambda_models import VersionFunctionConfiguration
     assert "snap_start" in VersionFunctionConfiguration.__dataclass_fields__
     # the scaling SQS poller: what it relies on, and its factory patch
-    from localcloud_ext import sqs_scaling
-    sqs_scaling.check_seams()
-    sqs_scaling.scale_sqs_event_source_mappings()
+    from localcloud_ext import seams
+    seams.check_seams()
+    seams.scale_sqs_event_source_mappings()
     patched = {p.name for p in Patch.applied_patches}
     expected = {"stop_version", "shutdown", "update_version", "get_esm_worker", "run_log_loop"}
     assert expected <= patched, patched

@@ -1,6 +1,6 @@
 """The scaling SQS poller on a queue and a function of the test's own (no app): it runs up to
 MaximumConcurrency batches at once and no more, partial batch responses delete only what
-succeeded, and a deleted mapping polls no more."""
+succeeded, a deleted mapping polls no more, and disabling an idle mapping ends its long poll."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from localcloud_ext.batch_threads import LONG_POLL_SECONDS
 from tests.metrics import metric_values
 from tests.polling import wait_for
 
@@ -160,3 +161,30 @@ def test_a_deleted_mapping_polls_no_more(
     time.sleep(2.0)  # a window in which a poller still running would take them
 
     assert depth(sqs, url) == (2, 0)
+
+
+def test_disabling_an_idle_mapping_ends_its_long_poll_and_leaves_new_messages_queued(
+    aws: Callable[[str], Any],
+    create_queue: Callable[..., str],
+    create_function: Callable[..., str],
+) -> None:
+    sqs, lambda_client = aws("sqs"), aws("lambda")
+    url = create_queue(f"disabled-{int(time.time() * 1000)}", VisibilityTimeout="60")
+    function = create_function(HANDLER, prefix="disabled")
+    mapping = map_queue(aws, url, function, BatchSize=1)
+    try:
+        send(sqs, url, [{"n": 1}])
+        wait_for(lambda: depth(sqs, url), lambda d: d == (0, 0), WAIT_SECONDS, "picked up")
+        # idle now: its one thread waits on the queue (up to LONG_POLL_SECONDS, 20 s)
+        lambda_client.update_event_source_mapping(UUID=mapping, Enabled=False)
+        wait_for(
+            lambda: lambda_client.get_event_source_mapping(UUID=mapping)["State"],
+            lambda state: state == "Disabled",
+            LONG_POLL_SECONDS / 2,  # a wait that only its timeout ended would take 20 s
+            "the mapping Disabled, its wait cut short",
+        )
+        send(sqs, url, [{"n": 2}])
+        time.sleep(2.0)  # a window in which a thread still waiting would take it
+        assert depth(sqs, url) == (1, 0)
+    finally:
+        lambda_client.delete_event_source_mapping(UUID=mapping)

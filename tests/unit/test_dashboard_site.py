@@ -14,8 +14,6 @@ from moto import mock_aws
 
 from deployment import dashboard_site
 from localcloud.aws import s3_website_url
-from localcloud.settings import EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
-from localcloud_ext.scaling_policy import GAUGE_NAMESPACE
 
 BUCKET = "site-bucket"
 
@@ -125,7 +123,3 @@ def test_the_printed_url_is_one_a_browser_reaches_offline() -> None:
     url = s3_website_url(running, "my-bucket")
     assert url == "http://my-bucket.s3-website.localhost:4577/"
     assert dashboard_site.report_link(url, "r1") == f"{url}#report=r1"
-
-
-def test_the_deploy_and_the_extension_agree_on_the_mapping_gauges_namespace() -> None:
-    assert EVENT_SOURCE_MAPPING_METRICS_NAMESPACE == GAUGE_NAMESPACE

@@ -85,3 +85,35 @@ def test_a_bad_scale_up_rate_names_the_variable_and_the_range(raw: str) -> None:
         SettingsError, match=r"LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE=.* from 1 to 60000"
     ):
         Settings.from_env({"LOCALCLOUD_ESM_SCALE_UP_PER_MINUTE": raw})
+
+
+def test_the_account_concurrency_defaults_to_aws_s_1000_and_reaches_localstack_s_limits() -> None:
+    from localcloud.localstack import localstack_environment
+
+    default = localstack_environment(Settings.from_env({}))
+    assert default["LAMBDA_LIMITS_CONCURRENT_EXECUTIONS"] == "1000"
+    assert default["LAMBDA_LIMITS_MINIMUM_UNRESERVED_CONCURRENCY"] == "100"  # AWS's
+    low = localstack_environment(Settings.from_env({"LOCALCLOUD_ACCOUNT_CONCURRENCY": "20"}))
+    assert low["LAMBDA_LIMITS_CONCURRENT_EXECUTIONS"] == "20"
+    # a function may still reserve most of a low limit, as most of AWS's 1,000 can be reserved
+    assert low["LAMBDA_LIMITS_MINIMUM_UNRESERVED_CONCURRENCY"] == "2"
+
+
+@pytest.mark.parametrize("raw", ["many", "9", "20.5", "100001", "nan", "inf"])
+def test_a_bad_account_concurrency_names_the_variable_and_the_range(raw: str) -> None:
+    with pytest.raises(
+        SettingsError,
+        match=r"LOCALCLOUD_ACCOUNT_CONCURRENCY=.* whole number .* from 10 to 100000",
+    ):
+        Settings.from_env({"LOCALCLOUD_ACCOUNT_CONCURRENCY": raw})
+
+
+def test_localstack_inherits_room_for_the_descriptors_of_1000_environments() -> None:
+    import resource
+
+    from localcloud.localstack import OPEN_FILES_WANTED, raise_open_files_limit
+
+    soft = raise_open_files_limit()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert soft == resource.RLIM_INFINITY or soft >= min(OPEN_FILES_WANTED, hard)

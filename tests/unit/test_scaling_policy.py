@@ -83,7 +83,7 @@ def test_the_backlog_ends_with_a_short_or_empty_poll() -> None:
     backlog_for_seconds_without_polls(p, 0.05, 3.0)
     assert p.target == 5
     p.messages_received(3.1, full=True)
-    p.poll_came_back_empty(3.15)
+    p.poll_came_back_empty(3.15, active=5)
     backlog_for_seconds_without_polls(p, 3.15, 3.0)
     assert p.target == 4
 
@@ -108,9 +108,21 @@ def test_empty_polls_scale_back_down_one_poller_each_to_a_single_idle_poller() -
     backlog_for(p, 0.0, 5.0)
     assert p.target == 10
     for expected in range(9, 0, -1):
-        p.poll_came_back_empty(6.0)
+        p.poll_came_back_empty(6.0, active=10)
         assert p.target == expected
-    p.poll_came_back_empty(6.0)
+    p.poll_came_back_empty(6.0, active=1)
+    assert p.target == 1
+
+
+def test_an_empty_poll_brings_the_target_down_to_the_batches_in_flight_and_one_poller() -> None:
+    p = policy(maximum=1000, per_minute=6000.0)
+    p.messages_received(0.0, full=True)
+    backlog_for(p, 0.0, 3.0)
+    assert p.target == 305
+    # the backlog ended: 100 batches still run, and this poller found nothing
+    p.poll_came_back_empty(3.1, active=101)
+    assert p.target == 101
+    p.poll_came_back_empty(3.2, active=1)
     assert p.target == 1
 
 
@@ -158,6 +170,9 @@ class SimulatedMapping:
         self.max_in_flight = 0
         self.timeline: list[tuple[float, int, int]] = []  # (time, target, in flight)
 
+    def in_flight(self, now: float) -> int:
+        return sum(1 for until in self.busy_until if until > now)
+
     def step(self, now: float) -> None:
         target = self.policy.tick(now)
         while len(self.busy_until) < target:
@@ -174,8 +189,8 @@ class SimulatedMapping:
                 self.policy.messages_received(now, full=taken == self.batch_size)
                 self.busy_until[index] = now + self.batch_seconds
             else:
-                self.policy.poll_came_back_empty(now)
-        in_flight = sum(1 for until in self.busy_until if until > now)
+                self.policy.poll_came_back_empty(now, active=self.in_flight(now) + 1)
+        in_flight = self.in_flight(now)
         self.max_in_flight = max(self.max_in_flight, in_flight)
         self.timeline.append((now, self.policy.target, in_flight))
 
@@ -283,3 +298,51 @@ def test_other_errors_are_not_retried() -> None:
             on_throttle=lambda: None,
         )
     assert calls == 1
+
+
+def test_at_aws_s_scale_a_spike_starts_at_5_adds_300_a_minute_caps_at_1000_and_falls() -> None:
+    # GIVEN a mapping with MaximumConcurrency unset (1,000) at AWS's rate, and a backlog far
+    # larger than 1,000 batches can take in the time (1 s batches of 10)
+    mapping = SimulatedMapping(
+        policy(maximum=None, per_minute=300.0), batch_size=10, batch_seconds=1
+    )
+    mapping.queue = 10_000_000
+    now = 0.0
+    # WHEN it runs for 4 simulated minutes
+    while now < 240.0 - 1e-9:
+        now += TICK
+        mapping.step(now)
+    targets = {round(at, 1): target for at, target, _ in mapping.timeline}
+    # THEN it started at 5, grew 300 a minute (5 a second), and held at 1,000
+    assert mapping.timeline[0][1] == 5
+    assert targets[60.0] == pytest.approx(5 + 300, abs=1)  # the first tick finds it idle
+    assert targets[120.0] == pytest.approx(5 + 600, abs=1)
+    assert targets[180.0] == pytest.approx(5 + 900, abs=1)
+    reached = next(at for at, target, _ in mapping.timeline if target == 1000)
+    assert reached == pytest.approx((1000 - 5) / 5, abs=0.2)  # 199 s
+    assert max(target for _, target, _ in mapping.timeline) == 1000
+    assert mapping.max_in_flight == 1000
+    # WHEN the backlog ends
+    mapping.queue = 0
+    end = now
+    while now < end + 10.0 - 1e-9:
+        now += TICK
+        mapping.step(now)
+    # THEN each empty poll retires its poller, back to the one idle poller
+    assert mapping.timeline[-1][1] == 1
+    falling = [target for at, target, _ in mapping.timeline if at > end]
+    assert falling == sorted(falling, reverse=True)
+
+
+def test_a_maximum_concurrency_below_1000_caps_the_same_ramp() -> None:
+    mapping = SimulatedMapping(
+        policy(maximum=400, per_minute=300.0), batch_size=10, batch_seconds=1
+    )
+    mapping.queue = 10_000_000
+    now = 0.0
+    while now < 120.0 - 1e-9:
+        now += TICK
+        mapping.step(now)
+    assert max(target for _, target, _ in mapping.timeline) == 400
+    reached = next(at for at, target, _ in mapping.timeline if target == 400)
+    assert reached == pytest.approx((400 - 5) / 5, abs=0.2)  # 79 s

@@ -104,6 +104,7 @@ def new_worker(
         metrics,
         messages or RecordedMessages(),
         backoff,
+        wait=lambda seconds: None,
     )
 
 
@@ -462,6 +463,48 @@ def test_a_task_its_request_has_not_committed_yet_comes_back_later(
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
     assert store.rows[task_id].status == "pending"
     assert messages.delays == {"rh-1": 2}
+
+
+class CommittingWhileTheWorkerWaits(InMemoryTaskStore):
+    """The API's commit lands while the worker looks again (its message arrived first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uncommitted: uuid.UUID | None = None
+        self.checks = 0
+
+    def start_attempt(self, message: TaskMessage, worker_request_id: str) -> Any:
+        self.checks += 1
+        if self.checks == 3 and self.uncommitted is not None:
+            self.rows[self.uncommitted] = self.rows[self.uncommitted].committed()
+        return super().start_attempt(message, worker_request_id)
+
+
+def test_a_task_committed_just_after_its_message_arrived_runs_in_the_same_batch(
+    metrics: InMemoryMetrics, messages: RecordedMessages
+) -> None:
+    store = CommittingWhileTheWorkerWaits()
+    body = committed_task(store, "echo", {"n": 1})
+    task_id = uuid.UUID(json.loads(body)["task_id"])
+    store.rows[task_id] = replace(store.rows[task_id], status="pending")
+    store.uncommitted = task_id
+    pauses: list[float] = []
+    worker = Worker(
+        store,
+        TaskRunner(sleep=lambda s: None),
+        5,
+        Logger(service="test"),
+        metrics,
+        messages,
+        BACKOFF,
+        wait=pauses.append,
+    )
+
+    response = worker.handle(sqs_event((body, 1)), FakeContext())
+
+    assert response == {"batchItemFailures": []}
+    assert store.rows[task_id].status == "done"
+    assert len(pauses) == 2 and sum(pauses) < 1  # a moment, not a backoff
 
 
 def test_a_message_whose_task_was_withdrawn_is_dropped(

@@ -39,7 +39,8 @@ from localcloud_ext.metric_statistics import (
     value_counts,
     window_end,
 )
-from localcloud_ext.service_metrics import AGGREGATED_INSERT, SeamMoved, require_parameters
+from localcloud_ext.seams import SeamMoved, require_parameters
+from localcloud_ext.service_metrics import AGGREGATED_INSERT
 
 # stat -> (aggregate over the rows' `value` (raw value or the statistic set's column) and `count`
 # (1 or the set's sample count), that column), as LocalStack's STAT_TO_SQLITE_AGGREGATION_FUNC

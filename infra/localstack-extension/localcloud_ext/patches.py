@@ -8,7 +8,6 @@ start-up rather than silently later. LocalStack is pinned (infra/localstack-cons
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import time
 from concurrent.futures import Future
@@ -16,19 +15,9 @@ from typing import Any
 
 from localstack.runtime import hooks
 
+from localcloud_ext.seams import SeamMoved, require_parameters
+
 LOG = logging.getLogger(__name__)
-
-
-class SeamMoved(RuntimeError):
-    """A LocalStack internal this extension patches is not what it was written against."""
-
-
-def require_parameters(function: Any, expected: list[str]) -> None:
-    actual = list(inspect.signature(function).parameters)
-    if actual != expected:
-        raise SeamMoved(
-            f"{function.__qualname__} takes {actual}, this extension expects {expected}"
-        )
 
 
 @hooks.on_infra_start()

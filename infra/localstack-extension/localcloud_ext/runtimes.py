@@ -11,8 +11,11 @@ import os
 import re
 from pathlib import Path
 
-RUNTIMES_DIR_VARIABLE = "LOCALCLOUD_RUNTIMES_DIR"
-PIDS_DIR_VARIABLE = "LOCALCLOUD_PIDS_DIR"
+from localcloud_ext import contract
+
+RUNTIMES_DIR_VARIABLE = contract.RUNTIMES_DIR_VARIABLE
+PIDS_DIR_VARIABLE = contract.PIDS_DIR_VARIABLE
+
 _PYTHON_RUNTIME = re.compile(r"^python3\.\d+$")
 
 

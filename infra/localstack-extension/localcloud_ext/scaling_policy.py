@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from localcloud_ext.contract import ESM_SCALE_UP_PER_MINUTE
+
 AWS_INITIAL_CONCURRENCY = 5
-AWS_SCALE_UP_PER_MINUTE = 300.0
 AWS_MAXIMUM_CONCURRENCY_PER_MAPPING = 1000
 MINIMUM_MAXIMUM_CONCURRENCY = 2
 # One poller keeps polling an idle queue, so that arriving messages are seen.
@@ -26,8 +27,6 @@ IDLE_CONCURRENCY = 1
 SLOW_DOWN_SECONDS = 1.0
 THROTTLE_FIRST_RETRY_SECONDS = 0.05
 THROTTLE_LONGEST_RETRY_SECONDS = 1.0
-# AWS publishes no per-mapping concurrency: the local cloud's own namespace for its gauges.
-GAUGE_NAMESPACE = "LocalCloud/EventSourceMapping"
 
 T = TypeVar("T")
 
@@ -41,7 +40,9 @@ class ScalingLimits:
 
     @classmethod
     def for_mapping(
-        cls, maximum_concurrency: int | None, scale_up_per_minute: float = AWS_SCALE_UP_PER_MINUTE
+        cls,
+        maximum_concurrency: int | None,
+        scale_up_per_minute: float = ESM_SCALE_UP_PER_MINUTE.default,
     ) -> ScalingLimits:
         """`maximum_concurrency` is the mapping's ScalingConfig.MaximumConcurrency (None: unset)."""
         maximum = maximum_concurrency or AWS_MAXIMUM_CONCURRENCY_PER_MAPPING
@@ -81,9 +82,13 @@ class ScalingPolicy:
             self._scale_up_credit = 0.0
         self._backlog = full
 
-    def poll_came_back_empty(self, now: float) -> None:
+    def poll_came_back_empty(self, now: float, *, active: int) -> None:
+        """The queue had nothing: the backlog is over. One poller fewer, and none beyond the
+        `active` ones (running a batch or polling, the one that found nothing included): idle
+        pollers wait on the queue as a long poll does, so they would not poll again, one by
+        one, to bring the target down."""
         self._backlog = False
-        self.target = max(self.limits.idle, self.target - 1)
+        self.target = max(self.limits.idle, min(self.target - 1, active))
 
     def throttled(self, now: float) -> None:
         self.target = max(self.limits.idle, self.target - 1)

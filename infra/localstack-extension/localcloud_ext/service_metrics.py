@@ -51,6 +51,7 @@ from localcloud_ext.metrics_aggregation import (
     batch_datums,
     queue_series,
 )
+from localcloud_ext.seams import SeamMoved, require_parameters
 
 LOG = logging.getLogger(__name__)
 
@@ -64,18 +65,6 @@ SINK_VARIABLE = "LOCALCLOUD_SERVICE_METRICS_SINK"
 # Publish this long after a second ends: recordings for it have all landed by then.
 PUBLISH_DELAY_SECONDS = 0.05
 STOP_TIMEOUT_SECONDS = 2.0
-
-
-class SeamMoved(RuntimeError):
-    """A LocalStack internal this module patches is not what it was written against."""
-
-
-def require_parameters(function: Any, expected: list[str]) -> None:
-    actual = list(inspect.signature(function).parameters)
-    if actual != expected:
-        raise SeamMoved(
-            f"{function.__qualname__} takes {actual}, this extension expects {expected}"
-        )
 
 
 # --- the gauge registry (API used by other extension modules) ----------------------------------
