@@ -8,14 +8,9 @@ its result returned in memory: no extra gateway requests per invoke.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-import time
-from datetime import date
 from pathlib import Path
 
-from localstack.aws.connect import connect_to
 from localstack.services.lambda_.invocation.executor_endpoint import (
     ShutdownDuringStartup,
     StatusErrorException,
@@ -24,7 +19,7 @@ from localstack.services.lambda_.invocation.lambda_models import FunctionVersion
 from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
 from localstack.utils.strings import to_bytes
 
-from localcloud_ext import runtimes
+from localcloud_ext import lambda_logs, runtimes
 from localcloud_ext.environment import (
     EnvironmentStopped,
     FunctionSpec,
@@ -77,42 +72,19 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         )
 
     def start(self, env_vars: dict[str, str]) -> None:
-        self._environment = ProcessEnvironment(self._spec(env_vars))
+        # The environment ships its log events itself, as they happen (init's too).
+        self._environment = ProcessEnvironment(
+            self._spec(env_vars), log_sink=lambda_logs.sink_for(self.function_version, self.id)
+        )
         try:
             self._environment.start()
         except InitFailed as failure:
-            # LocalStack answers the invoke with this payload as an Unhandled function error,
-            # but keeps no logs of a failed init: ship them, as Lambda does.
-            threading.Thread(
-                target=self._ship_init_logs,
-                args=(failure.logs,),
-                name="lambda-init-logs",
-                daemon=True,
-            ).start()
+            # LocalStack answers the invoke with this payload as an Unhandled function error.
             raise StatusErrorException(
                 "Environment startup failed", payload=failure.payload
             ) from failure
         except EnvironmentStopped as stopped:
             raise ShutdownDuringStartup(str(stopped)) from stopped
-
-    def _ship_init_logs(self, logs: str) -> None:
-        function_id = self.function_version.id
-        group = f"/aws/lambda/{function_id.function_name}"
-        # The stream name LocalStack's ExecutionEnvironment gives this environment.
-        stream = f"{date.today():%Y/%m/%d}/[{function_id.qualifier}]{self.id}"
-        now = int(time.time() * 1000)
-        events = [{"timestamp": now, "message": line} for line in logs.splitlines() if line]
-        client = connect_to(
-            region_name=function_id.region, aws_access_key_id=function_id.account
-        ).logs
-        try:
-            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                client.create_log_group(logGroupName=group)
-            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                client.create_log_stream(logGroupName=group, logStreamName=stream)
-            client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
-        except Exception as error:  # diagnostics only: never fail the invoke over them
-            LOG.warning("could not store init logs of %s: %s", group, error)
 
     def stop(self) -> None:
         if self._environment is not None:
