@@ -1,9 +1,10 @@
 """What idle execution environments cost LocalStack: threads, and memory. Prints figures; asserts
 nothing.
 
-Starts N environments of one trivial function at once (N concurrent invokes that each sleep, so
-that none can reuse another's environment), lets them go idle, then counts LocalStack's threads
-and function processes and their resident memory, beside the same figures before.
+Starts N environments of one trivial function at once (N concurrent invokes that each sleep
+until one moment, so that none can reuse another's environment), lets them go idle, then counts
+LocalStack's threads and function processes and their resident memory, beside the same figures
+before.
 
 Usage: scripts/bench-environments [--environments N]   (the local cloud must be up)
 """
@@ -32,7 +33,7 @@ HANDLER = textwrap.dedent(
     import time
 
     def handler(event, context):
-        time.sleep(event.get("sleep", 0))
+        time.sleep(max(0.0, event["until"] - time.time()))
         return {"ok": True}
     """
 )
@@ -92,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         Role="arn:aws:iam::000000000000:role/bench",
         Handler="handler.handler",
         Code={"ZipFile": zip_of(HANDLER)},
-        Timeout=60,
+        Timeout=120,
     )
     try:
         client.get_waiter("function_active_v2").wait(FunctionName=name)
-        payload = json.dumps({"sleep": 3}).encode()
+        # Every invocation runs until the same moment: all N overlap, however slow their start.
+        payload = json.dumps({"until": time.time() + 5 + count * 0.2}).encode()
         with concurrent.futures.ThreadPoolExecutor(count) as pool:
             errors = sum(
                 "FunctionError" in response

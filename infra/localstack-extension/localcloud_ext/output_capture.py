@@ -216,7 +216,7 @@ class OutputReader:
                 readable = watched.get(fd)
                 if readable is None:
                     continue
-                if readable.read_available():
+                if self._read(readable):
                     poller.unregister(fd)
                     del watched[fd]
                     partial.discard(readable)
@@ -225,9 +225,26 @@ class OutputReader:
                     partial.add(readable)
             now = self._clock()
             for capture in list(partial):
-                capture.hand_on_partial_line_if_due(now)
+                self._hand_on_partial_line_if_due(capture, now)
                 if not capture.has_partial_line:
                     partial.discard(capture)
+
+    @staticmethod
+    def _read(capture: CapturedOutput) -> bool:
+        """A turn of reading; True at end of file. A failing line handler costs its lines, never
+        the loop: every function's pipe depends on it being read."""
+        try:
+            return capture.read_available()
+        except Exception:
+            LOG.exception("handing on the output of descriptor %s failed", capture.fd)
+            return False
+
+    @staticmethod
+    def _hand_on_partial_line_if_due(capture: CapturedOutput, now: float) -> None:
+        try:
+            capture.hand_on_partial_line_if_due(now)
+        except Exception:
+            LOG.exception("handing on the output of descriptor %s failed", capture.fd)
 
     def _timeout_ms(self, partial: set[CapturedOutput]) -> int:
         """Until the first partial line is due; forever when none waits."""
