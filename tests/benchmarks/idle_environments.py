@@ -12,9 +12,13 @@ Usage: scripts/bench-environments [--environments N]   (the local cloud must be 
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -41,6 +45,19 @@ HANDLER = textwrap.dedent(
 
 def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def threads_by_kind(pid: int) -> collections.Counter[str] | None:
+    """LocalStack's Python threads by name with numbers folded ("lambda-reaper-N"), from py-spy
+    (requirements-dev); None where it cannot look."""
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
+        return None
+    dump = subprocess.run(
+        [py_spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60
+    )
+    names = re.findall(r'^Thread \S+ \((?:idle|active)\): "([^"]*)"', dump.stdout, re.MULTILINE)
+    return collections.Counter(re.sub(r"\d+", "N", name) for name in names) if names else None
 
 
 def rss_mb(pid: int) -> float:
@@ -109,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(3)  # let finished invocations' short-lived threads end: count the idle state
         functions = children(localstack)
         threads_idle, rss_idle = thread_count(localstack), rss_mb(localstack)
+        kinds = threads_by_kind(localstack)
         function_rss = sum(rss_mb(pid) for pid in functions if Path(f"/proc/{pid}").exists())
     finally:
         client.delete_function(FunctionName=name)
@@ -120,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'function processes':<48}{'':>10}{len(functions):>10}")
     print(f"{'function processes RSS (sum), MB':<48}{'':>10}{function_rss:>10.0f}")
     print(f"{'invokes that failed':<48}{'':>10}{errors:>10}")
+    if kinds:
+        print(
+            "LocalStack's threads by name, idle (the gateway's pool grows with concurrent calls):"
+        )
+        for kind, number in kinds.most_common(12):
+            print(f"  {kind:<46}{number:>10}")
     return 0
 
 
