@@ -162,7 +162,9 @@ def test_timeout_is_reported_and_the_function_recovers(
     assert invoke(lambda_client, name)[1] is None
 
 
-def test_init_error_is_reported(lambda_client: Any, create_function: Callable[..., str]) -> None:
+def test_init_error_is_reported(
+    aws: Callable[[str], Any], lambda_client: Any, create_function: Callable[..., str]
+) -> None:
     name = create_function("import no_such_module_here\n")
 
     result, error, _ = invoke(lambda_client, name)
@@ -170,6 +172,15 @@ def test_init_error_is_reported(lambda_client: Any, create_function: Callable[..
     assert error == "Unhandled"
     assert result["errorType"] == "Runtime.ImportModuleError"
     assert "no_such_module_here" in result["errorMessage"]
+    messages = wait_for(
+        lambda: (
+            (found := [e["message"] for e in log_events(aws, name)])
+            and any(m.startswith("INIT_REPORT") for m in found)
+            and found
+        )
+    )
+    assert messages[0].startswith("INIT_START")
+    assert any("no_such_module_here" in m for m in messages)
 
 
 def test_parallel_invokes_get_one_environment_each_and_reuse_them(
@@ -222,6 +233,144 @@ def test_logs_reach_cloudwatch_with_lambdas_platform_lines(
         "Init Duration:",
     ):
         assert field in report
+
+
+PAUSING_HANDLER = """
+import time
+
+def handler(event, context):
+    print("before the pause")
+    time.sleep(event["seconds"])
+    print("after the pause")
+    return {"request_id": context.aws_request_id}
+"""
+
+
+def log_events(aws: Callable[[str], Any], name: str) -> list[dict[str, Any]]:
+    """Every event of the function's log group, oldest first (messages without their newline)."""
+    logs = aws("logs")
+    try:
+        pages = logs.get_paginator("filter_log_events").paginate(logGroupName=f"/aws/lambda/{name}")
+        events = [event for page in pages for event in page["events"]]
+    except logs.exceptions.ResourceNotFoundException:
+        return []
+    return [{**event, "message": event["message"].rstrip("\n")} for event in events]
+
+
+def test_each_log_event_carries_the_time_its_line_was_written(
+    aws: Callable[[str], Any], lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    """AWS: each event has the time its line was written; START and END carry theirs, so
+    START..END spans the REPORT's Duration (stock LocalStack stamps them all alike)."""
+    name = create_function(PAUSING_HANDLER, Timeout=10)
+    request_id = invoke(lambda_client, name, {"seconds": 2})[0]["request_id"]
+
+    events = wait_for(
+        lambda: (
+            (found := log_events(aws, name))
+            and any(e["message"].startswith("REPORT") for e in found)
+            and found
+        )
+    )
+
+    def at(prefix: str) -> int:
+        return int(next(e["timestamp"] for e in events if e["message"].startswith(prefix)))
+
+    report = next(e["message"] for e in events if e["message"].startswith("REPORT"))
+    duration_ms = float(report.split("Duration: ")[1].split(" ms")[0])
+    start, end = at(f"START RequestId: {request_id}"), at(f"END RequestId: {request_id}")
+    before, after = at("before the pause"), at("after the pause")
+    assert start <= before <= after <= end
+    assert after - before >= 1500  # the function slept 2 s between the two lines
+    assert abs((end - start) - duration_ms) <= 1
+    first_words = [e["message"].split(" ")[0] for e in events]
+    assert first_words == ["INIT_START", "START", "before", "after", "END", "REPORT"]
+
+
+def test_a_long_invocations_lines_are_in_cloudwatch_while_it_runs(
+    aws: Callable[[str], Any], lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    """AWS delivers log lines while the invocation runs, not once it has ended."""
+    name = create_function(PAUSING_HANDLER, Timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(invoke, lambda_client, name, {"seconds": 10})
+        wait_for(
+            lambda: any(e["message"] == "before the pause" for e in log_events(aws, name)),
+            timeout=9,
+        )
+        still_running = not running.done()
+        running.result()
+
+    assert still_running
+
+
+def test_log_result_is_the_tail_of_the_invocations_log_without_init_start(
+    lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    """AWS: LogType=Tail gives the last 4 KB of the invocation's log, START to REPORT; the
+    INIT_START line and the init's output are logged before START and are not in it."""
+    name = create_function()
+
+    result, _, tail = invoke(lambda_client, name)
+
+    lines = tail.splitlines()
+    assert lines[0] == f"START RequestId: {result['request_id']} Version: $LATEST"
+    assert f"handling {result['request_id']}" in lines
+    assert lines[-2] == f"END RequestId: {result['request_id']}"
+    assert lines[-1].startswith(f"REPORT RequestId: {result['request_id']}")
+    assert "Init Duration:" in lines[-1]
+    assert not any(line.startswith("INIT_START") for line in lines)
+    assert f"cold start of {name}" not in lines
+
+
+def test_logs_go_to_the_stream_the_function_is_told(
+    aws: Callable[[str], Any], lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    name = create_function()
+
+    env = invoke(lambda_client, name)[0]["env"]
+
+    events = wait_for(
+        lambda: (
+            (found := log_events(aws, name))
+            and any(e["message"].startswith("REPORT") for e in found)
+            and found
+        )
+    )
+    assert {e["logStreamName"] for e in events} == {env["AWS_LAMBDA_LOG_STREAM_NAME"]}
+
+
+RESPONDING_HANDLER = """
+def handler(event, context):
+    return "x" * event["characters"]
+"""
+
+
+def test_a_response_over_6_mb_is_function_response_size_too_large(
+    lambda_client: Any, create_function: Callable[..., str]
+) -> None:
+    """AWS: a synchronous response over 6,291,556 bytes is refused with FunctionError Unhandled
+    and Function.ResponseSizeTooLarge; one of exactly that size comes back whole."""
+    name = create_function(RESPONDING_HANDLER, MemorySize=512)
+    limit = 6_291_556
+
+    at_limit = lambda_client.invoke(
+        FunctionName=name, Payload=json.dumps({"characters": limit - 2}).encode()
+    )
+    over = lambda_client.invoke(
+        FunctionName=name, Payload=json.dumps({"characters": limit - 1}).encode()
+    )
+
+    assert "FunctionError" not in at_limit
+    assert len(at_limit["Payload"].read()) == limit
+    assert over["FunctionError"] == "Unhandled"
+    assert json.loads(over["Payload"].read()) == {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": (
+            "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+        ),
+    }
 
 
 def test_runtime_without_interpreter_fails_the_function_with_a_reason(

@@ -15,7 +15,7 @@ CHECKS = textwrap.dedent(
     from localstack.services.lambda_.invocation.runtime_executor import EXECUTOR_PLUGIN_MANAGER
     from localstack.utils.patch import Patch
 
-    from localcloud_ext import patches
+    from localcloud_ext import lambda_logs, patches
     from localcloud_ext.executor import ProcessRuntimeExecutor
 
     # the executor implements every abstract method and is registered under its name
@@ -23,7 +23,7 @@ CHECKS = textwrap.dedent(
     assert not missing, missing
     assert EXECUTOR_PLUGIN_MANAGER.load("process").load() is ProcessRuntimeExecutor
 
-    # init logs are shipped to the stream LocalStack names the environment's
+    # logs are shipped to the stream LocalStack names the environment's
     source = inspect.getsource(ExecutionEnvironment.get_log_stream_name)
     assert "{date.today():%Y/%m/%d}/[{self.function_version.id.qualifier}]{self.id}" in source
 
@@ -32,7 +32,7 @@ CHECKS = textwrap.dedent(
     patches.wake_the_server_loop_on_shutdown()
     patches.answer_function_updates_once_done()
     patches.stop_per_invoke_lambda_metrics()
-    patches.batch_lambda_log_shipping()
+    lambda_logs.ship_lambda_logs_as_written()
     from localstack.services.lambda_.invocation import version_manager
     assert version_manager.record_cw_metric_invocation is patches._publish_nothing
     # idle environments' keepalive timers share one thread
@@ -48,7 +48,7 @@ CHECKS = textwrap.dedent(
     seams.check_seams()
     seams.scale_sqs_event_source_mappings()
     patched = {p.name for p in Patch.applied_patches}
-    expected = {"stop_version", "shutdown", "update_version", "get_esm_worker", "run_log_loop"}
+    expected = {"stop_version", "shutdown", "update_version", "get_esm_worker", "store_logs"}
     assert expected <= patched, patched
     print("seams ok")
     """

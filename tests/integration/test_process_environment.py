@@ -19,11 +19,13 @@ import pytest
 from localcloud import procs
 from localcloud_ext import runtimes
 from localcloud_ext.environment import (
+    MAX_RESPONSE_BYTES,
     EnvironmentStopped,
     FunctionSpec,
     InitFailed,
     ProcessEnvironment,
 )
+from localcloud_ext.log_shipper import MAX_LINE_BYTES, LogEvent
 from localcloud_ext.pids import process_start_time
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +46,12 @@ def handler(event, context):
         os._exit(3)
     if action == "shout":
         sys.stdout.write("x" * event["bytes"] + "\\n")
+    if action == "pause":
+        print("before the pause")
+        time.sleep(event["seconds"])
+        print("after the pause")
+    if action == "respond":
+        return "x" * event["characters"]
     if action == "child":
         child = subprocess.Popen(["sleep", "60"])
         return {"child": child.pid}
@@ -69,7 +77,29 @@ def runtime_interpreter() -> tuple[str, Path]:
     return available[0], runtimes.interpreter_for(available[0], directory)
 
 
-def make_environment(tmp_path: Path, source: str = HANDLER, timeout: int = 2) -> ProcessEnvironment:
+class RecordingSink:
+    """The environment's log stream, as a list."""
+
+    def __init__(self) -> None:
+        self.events: list[LogEvent] = []
+        self._lock = threading.Lock()
+
+    def write(self, event: LogEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def messages(self) -> list[str]:
+        with self._lock:
+            return [event.message for event in self.events]
+
+    def event(self, message_start: str) -> LogEvent:
+        with self._lock:
+            return next(e for e in self.events if e.message.startswith(message_start))
+
+
+def make_environment(
+    tmp_path: Path, source: str = HANDLER, timeout: int = 2, sink: RecordingSink | None = None
+) -> ProcessEnvironment:
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
     (code / "handler.py").write_text(textwrap.dedent(source))
@@ -87,13 +117,19 @@ def make_environment(tmp_path: Path, source: str = HANDLER, timeout: int = 2) ->
             memory_size_mb=128,
             environment={"AWS_REGION": "us-east-1"},
             pids_dir=tmp_path / "pids",
-        )
+        ),
+        log_sink=sink,
     )
 
 
 @pytest.fixture
-def environment(tmp_path: Path) -> Iterator[ProcessEnvironment]:
-    env = make_environment(tmp_path)
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def environment(tmp_path: Path, sink: RecordingSink) -> Iterator[ProcessEnvironment]:
+    env = make_environment(tmp_path, sink=sink)
     env.start()
     yield env
     env.stop()
@@ -128,8 +164,25 @@ def test_warm_invokes_reuse_the_process_and_only_the_first_reports_init(
 
     assert first["pid"] == second["pid"] == environment.pid
     assert first["request_id"] != second["request_id"]
-    assert "init output" in first_logs and "Init Duration:" in first_logs
-    assert "init output" not in second_logs and "Init Duration:" not in second_logs
+    assert "Init Duration:" in first_logs
+    assert "Init Duration:" not in second_logs
+
+
+def test_init_is_logged_at_init_time_before_the_first_start(
+    environment: ProcessEnvironment, sink: RecordingSink
+) -> None:
+    # GIVEN an environment that started (its init printed "init output")
+    assert procs.poll(lambda: "init output" in sink.messages(), 10)
+    # WHEN it is invoked
+    invoke(environment, {})
+    # THEN INIT_START and the init's output came first, each stamped before START
+    messages = sink.messages()
+    assert messages[0].startswith("INIT_START Runtime Version: python:")
+    assert messages.index("init output") < next(
+        i for i, m in enumerate(messages) if m.startswith("START RequestId:")
+    )
+    assert sink.event("INIT_START").timestamp_ms <= sink.event("init output").timestamp_ms
+    assert sink.event("init output").timestamp_ms <= sink.event("START").timestamp_ms
 
 
 def test_logs_frame_the_functions_output_with_start_end_report(
@@ -138,7 +191,6 @@ def test_logs_frame_the_functions_output_with_start_end_report(
     outcome = environment.invoke("req-1", b"{}", ARN)
     lines = outcome.logs.splitlines()
 
-    assert lines[0].startswith("INIT_START Runtime Version: python:")
     start = lines.index("START RequestId: req-1 Version: $LATEST")
     assert lines[start + 1] == "invoked req-1"
     assert lines[start + 2] == "END RequestId: req-1"
@@ -192,11 +244,90 @@ def test_runtime_exit_is_reported_and_the_environment_recovers(
     assert invoke(environment, {})[1] is False
 
 
-def test_large_output_does_not_block_the_function(environment: ProcessEnvironment) -> None:
+def test_large_output_does_not_block_the_function(
+    environment: ProcessEnvironment, sink: RecordingSink
+) -> None:
     _, is_error, logs = invoke(environment, {"action": "shout", "bytes": 1_000_000})
 
     assert not is_error
-    assert "x" * 1_000_000 in logs
+    shouted = [m for m in sink.messages() if set(m) == {"x"}]
+    # A line longer than one CloudWatch event goes out in pieces that each fit one.
+    assert "".join(shouted) == "x" * 1_000_000
+    assert max(len(m) for m in shouted) <= MAX_LINE_BYTES
+    assert logs.splitlines()[-1].startswith("REPORT RequestId:")
+
+
+def test_log_result_is_the_invocations_last_4_kb_from_start_to_report(
+    environment: ProcessEnvironment,
+) -> None:
+    """AWS: LogResult holds the last 4 KB of the invocation's log, START to REPORT; the init's
+    INIT_START and output come before START and are not in it."""
+    first = environment.invoke("req-1", b"{}", ARN).logs
+    long = environment.invoke(
+        "req-2", json.dumps({"action": "shout", "bytes": 10_000}).encode(), ARN
+    )
+
+    assert first.startswith("START RequestId: req-1 Version: $LATEST\n")
+    assert "INIT_START" not in first and "init output" not in first
+    assert first.splitlines()[-1].startswith("REPORT RequestId: req-1\t")
+    assert "Init Duration:" in first.splitlines()[-1]
+    tail = long.logs.encode()[-4096:].decode()  # what LocalStack's invoke puts in LogResult
+    assert tail.endswith("\t\n") and "REPORT RequestId: req-2" in tail and "x" * 1000 in tail
+
+
+def test_each_line_carries_the_time_it_was_written(tmp_path: Path, sink: RecordingSink) -> None:
+    """AWS: each log event carries the time its line was written; START and END carry theirs,
+    so START..END spans the REPORT's Duration."""
+    environment = make_environment(tmp_path, timeout=10, sink=sink)
+    environment.start()
+    try:
+        outcome = environment.invoke(
+            "req-p", json.dumps({"action": "pause", "seconds": 2}).encode(), ARN
+        )
+    finally:
+        environment.stop()
+
+    assert not outcome.is_error
+    start, end = sink.event("START RequestId: req-p"), sink.event("END RequestId: req-p")
+    before, after = sink.event("before the pause"), sink.event("after the pause")
+    report = sink.event("REPORT RequestId: req-p")
+    duration_ms = float(report.message.split("Duration: ")[1].split(" ms")[0])
+    assert start.timestamp_ms <= before.timestamp_ms <= after.timestamp_ms <= end.timestamp_ms
+    assert after.timestamp_ms - before.timestamp_ms >= 1500  # slept 2 s between the two
+    assert abs((end.timestamp_ms - start.timestamp_ms) - duration_ms) <= 1
+    assert report.timestamp_ms == end.timestamp_ms
+    assert duration_ms >= 2000
+
+
+def test_a_response_at_the_limit_comes_back_whole(environment: ProcessEnvironment) -> None:
+    characters = MAX_RESPONSE_BYTES - 2  # a JSON string: its quotes make the limit exactly
+    outcome = environment.invoke(
+        "r", json.dumps({"action": "respond", "characters": characters}).encode(), ARN
+    )
+
+    assert not outcome.is_error
+    assert len(outcome.payload) == MAX_RESPONSE_BYTES
+
+
+def test_a_response_over_6_mb_is_function_response_size_too_large(
+    environment: ProcessEnvironment,
+) -> None:
+    """AWS: a response over 6,291,556 bytes is refused: FunctionError Unhandled with
+    Function.ResponseSizeTooLarge; its runtime exits, so the next invoke starts a new process."""
+    pid = environment.pid
+    characters = MAX_RESPONSE_BYTES - 1
+    result, is_error, _ = invoke(environment, {"action": "respond", "characters": characters})
+
+    assert is_error
+    assert result == {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": (
+            "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+        ),
+    }
+    after, is_error, logs = invoke(environment, {})
+    assert not is_error and after["pid"] != pid
+    assert "Init Duration:" in logs
 
 
 def test_init_error_is_reported_not_hung_on(tmp_path: Path) -> None:

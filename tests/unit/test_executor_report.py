@@ -54,10 +54,6 @@ def test_exit_message_names_exit_status_or_signal() -> None:
     assert report.exit_message("", 1) == "Error: Runtime exited with error: exit status 1"
 
 
-def test_compose_terminates_every_part_with_one_newline_and_skips_empty_parts() -> None:
-    assert report.compose("a", "", "b\n", "c") == "a\nb\nc\n"
-
-
 def test_init_lines() -> None:
     assert report.init_start_line("python3.12") == "INIT_START Runtime Version: python:3.12.local"
     assert report.init_report_line(61.234, "Runtime.ImportModuleError") == (

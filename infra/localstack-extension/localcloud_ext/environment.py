@@ -9,12 +9,10 @@ Stdlib only: LocalStack's adapter (`executor.py`) wraps it; unit tests drive it 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import math
 import os
-import select
 import signal
 import threading
 import time
@@ -25,6 +23,9 @@ from typing import Any, Protocol
 
 from localcloud_ext import report
 from localcloud_ext.cgroups import EnvironmentCgroups
+from localcloud_ext.environment_log import EnvironmentLog
+from localcloud_ext.log_shipper import LogSink
+from localcloud_ext.output_capture import CapturedOutput, OutputReader, shared_reader
 from localcloud_ext.pids import PidRecord
 from localcloud_ext.runtime_api import (
     EventKind,
@@ -36,8 +37,13 @@ from localcloud_ext.runtime_api import (
 
 LOG = logging.getLogger(__name__)
 
-# What one environment keeps of its whole output, for LocalStack's diagnostics (get_logs).
-_ENVIRONMENT_LOG_LIMIT = 256 * 1024
+# The largest response a function may return (6 MB and 100 bytes): AWS's limit for synchronous
+# invocations, which its Runtime API applies to every response.
+MAX_RESPONSE_BYTES = 6_291_556
+RESPONSE_TOO_LARGE_TYPE = "Function.ResponseSizeTooLarge"
+RESPONSE_TOO_LARGE_MESSAGE = (
+    f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+)
 # Where Lambda puts a function's code and its layers.
 TASK_ROOT = "/var/task"
 LAYERS_ROOT = "/opt"
@@ -182,83 +188,6 @@ class InvokeOutcome:
     logs: str
 
 
-class _BoundedLog:
-    """The tail of an environment's whole output, for LocalStack's diagnostics (get_logs)."""
-
-    def __init__(self, limit: int = _ENVIRONMENT_LOG_LIMIT) -> None:
-        self._parts: collections.deque[str] = collections.deque()
-        self._size = 0
-        self._limit = limit
-
-    def append(self, text: str) -> None:
-        self._parts.append(text)
-        self._size += len(text)
-        while self._size > self._limit and len(self._parts) > 1:
-            self._size -= len(self._parts.popleft())
-
-    def text(self) -> str:
-        return "".join(self._parts)
-
-
-class _OutputCapture:
-    """Reads a process's combined stdout/stderr continuously, so it never blocks on a full pipe,
-    and hands out what arrived since the last `take` (one invocation's output)."""
-
-    def __init__(self, fd: int, keep: _BoundedLog) -> None:
-        self._fd = fd
-        self._lock = threading.Lock()  # guards the fd (reads, close) and the buffer
-        self._closed = False
-        self._pending = bytearray()
-        self._keep = keep
-        os.set_blocking(fd, False)
-        self._thread = threading.Thread(target=self._run, name="lambda-output", daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        """Read what the pipe holds now; close it at end of file. Call with the lock held.
-
-        Never touches a closed fd: its number may already belong to another file.
-        """
-        while not self._closed:
-            try:
-                chunk = os.read(self._fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                chunk = b""
-            if not chunk:
-                os.close(self._fd)
-                self._closed = True
-                return
-            self._pending += chunk
-
-    def _run(self) -> None:
-        # poll, not select: LocalStack may hold more than FD_SETSIZE (1024) descriptors.
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        while True:
-            poller.poll(1000)
-            with self._lock:
-                self._drain()
-                if self._closed:
-                    return
-
-    def take(self) -> str:
-        """Everything written so far and not yet taken.
-
-        The runtime writes its output before it posts the result, so draining the pipe here,
-        after the result arrived, catches all of one invocation's output.
-        """
-        with self._lock:
-            self._drain()
-            data = bytes(self._pending)
-            self._pending.clear()
-        text = data.decode(errors="replace")
-        if text:
-            self._keep.append(text)
-        return text
-
-
 @dataclass
 class _Incarnation:
     """One function process and the Runtime API it talks to."""
@@ -268,7 +197,7 @@ class _Incarnation:
     cgroups: EnvironmentCgroups | None = None
     restore: bool = False  # a restore of a SnapStart snapshot
     pid: int = 0
-    output: _OutputCapture | None = None
+    output: CapturedOutput | None = None
     pid_record: PidRecord | None = None
     spawned: float = 0.0  # when the process existed (a restore: when the fork returned)
     init_duration_ms: float | None = None
@@ -330,7 +259,11 @@ class ProcessEnvironment:
         spec: FunctionSpec,
         clock: Callable[[], float] = time.monotonic,
         launcher: Launcher | None = None,
+        log_sink: LogSink | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        output_reader: OutputReader | None = None,
     ) -> None:
+        """`log_sink` receives the environment's log events as they happen (its log stream)."""
         self.spec = spec
         self._clock = clock
         if launcher is None:
@@ -341,7 +274,8 @@ class ProcessEnvironment:
         self._lock = threading.Lock()  # one invocation at a time
         self._current: _Incarnation | None = None
         self._stopped = threading.Event()
-        self._log = _BoundedLog()
+        self._log = EnvironmentLog(log_sink, wall_clock)
+        self._output_reader = output_reader or shared_reader()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -361,7 +295,7 @@ class ProcessEnvironment:
             incarnation.kill()
 
     def logs(self) -> str:
-        return self._log.text()
+        return self._log.diagnostics()
 
     @property
     def pid(self) -> int | None:
@@ -402,12 +336,12 @@ class ProcessEnvironment:
         client_context: str | None,
     ) -> InvokeOutcome:
         timeout = self.spec.timeout_seconds
-        # The first invocation of a process carries its init: its output and Init Duration.
+        # The first invocation of a process reports its init (its output went out at init time).
         init_duration_ms = incarnation.init_duration_ms
         incarnation.init_duration_ms = None
-        init_logs = ""
-        if init_duration_ms is not None:
-            init_logs = self._first_invoke_logs(incarnation)
+        # What the process wrote before this invocation goes before its START.
+        self._output(incarnation).flush()
+        started_ms = self._log.start_invocation(request_id, self.spec.version)
         started = self._clock()
         deadline = started + timeout
         incarnation.api.deliver(
@@ -420,11 +354,16 @@ class ProcessEnvironment:
                 client_context=client_context,
             )
         )
-        result, is_error, status, platform_line = self._await_result(
-            incarnation, request_id, deadline
-        )
+        try:
+            result, is_error, status, platform_line = self._await_result(
+                incarnation, request_id, deadline
+            )
+        except EnvironmentStopped:
+            self._log.close_record()
+            raise
         duration_ms = (self._clock() - started) * 1000
-        output = report.compose(self._output(incarnation).take(), platform_line)
+        # The runtime writes its output before it posts the result: all of it is in the pipe.
+        self._output(incarnation).flush()
         invocation_report = report.InvocationReport(
             request_id=request_id,
             duration_ms=duration_ms,
@@ -435,13 +374,7 @@ class ProcessEnvironment:
             status=status,
             error_type=incarnation.exit_error_type if status == "error" else None,
         )
-        logs = report.compose(
-            init_logs,
-            report.start_line(request_id, self.spec.version),
-            output,
-            report.end_line(request_id),
-            invocation_report.line(),
-        )
+        logs = self._log.end_invocation(started_ms, invocation_report, platform_line)
         return InvokeOutcome(request_id, result, is_error, logs)
 
     def _await_result(
@@ -465,6 +398,12 @@ class ProcessEnvironment:
                     f"environment {self.spec.environment_id} stopped during an invocation"
                 )
             if event.request_id == request_id and event.kind is EventKind.RESPONSE:
+                if len(event.body) > MAX_RESPONSE_BYTES:
+                    # AWS refuses the response and its runtime client then exits: the
+                    # environment resets, and the next invocation starts a new process.
+                    incarnation.kill()
+                    payload = error_payload(RESPONSE_TOO_LARGE_TYPE, RESPONSE_TOO_LARGE_MESSAGE)
+                    return payload, True, "error", ""
                 return event.body, False, None, ""
             if event.request_id == request_id and event.kind is EventKind.ERROR:
                 return event.body, True, None, ""
@@ -474,6 +413,12 @@ class ProcessEnvironment:
 
     def _start_incarnation(self) -> _Incarnation:
         """A new function process, initialised and ready for its first invocation."""
+        self._log.open_record()  # the init's own log, for an init that fails during an invoke
+        self._log.platform(
+            report.restore_start_line(self.spec.runtime)
+            if self._launcher.restores
+            else report.init_start_line(self.spec.runtime)
+        )
         incarnation = self._spawn()
         self._current = incarnation
         if self._stopped.is_set():  # stopped while spawning: stop() saw no process to end
@@ -481,20 +426,8 @@ class ProcessEnvironment:
         self._await_ready(incarnation)
         return incarnation
 
-    def _first_invoke_logs(self, incarnation: _Incarnation) -> str:
-        """The init (or restore) phase's lines and output, logged before the first START."""
-        if incarnation.restore_report is not None:
-            return report.compose(
-                report.restore_start_line(self.spec.runtime),
-                self._output(incarnation).take(),
-                incarnation.restore_report.line(),
-            )
-        return report.compose(
-            report.init_start_line(self.spec.runtime), self._output(incarnation).take()
-        )
-
     @staticmethod
-    def _output(incarnation: _Incarnation) -> _OutputCapture:
+    def _output(incarnation: _Incarnation) -> CapturedOutput:
         assert incarnation.output is not None, "an incarnation has its output once spawned"
         return incarnation.output
 
@@ -519,7 +452,7 @@ class ProcessEnvironment:
             os.close(write_fd)
         incarnation.pid = pid
         incarnation.spawned = self._clock()
-        incarnation.output = _OutputCapture(read_fd, self._log)
+        incarnation.output = self._output_reader.watch(read_fd, self._log.output)
         if spec.pids_dir:
             incarnation.pid_record = PidRecord.create(
                 spec.pids_dir, spec.environment_id, pid, spec.function_name
@@ -555,6 +488,9 @@ class ProcessEnvironment:
                         restore_duration_ms=(now - incarnation.started) * 1000,
                         billed_restore_duration_ms=(now - incarnation.spawned) * 1000,
                     )
+                    self._output(incarnation).flush()
+                    self._log.platform(incarnation.restore_report.line())
+                self._log.close_record()
                 return
             if event.kind is EventKind.STOPPED:
                 raise EnvironmentStopped(
@@ -582,17 +518,9 @@ class ProcessEnvironment:
         init_duration_ms = (self._clock() - incarnation.started) * 1000
         incarnation.kill()
         incarnation.exited.wait(timeout=5)
-        start_line = (
-            report.restore_start_line(self.spec.runtime)
-            if incarnation.restore
-            else report.init_start_line(self.spec.runtime)
-        )
-        logs = report.compose(
-            start_line,
-            self._output(incarnation).take(),
-            report.init_report_line(init_duration_ms, error_type),
-        )
-        raise InitFailed(payload, logs)
+        self._output(incarnation).flush()
+        self._log.platform(report.init_report_line(init_duration_ms, error_type))
+        raise InitFailed(payload, self._log.close_record())
 
 
 def _create_cgroups(spec: FunctionSpec) -> EnvironmentCgroups | None:

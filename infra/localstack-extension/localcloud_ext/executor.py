@@ -8,14 +8,9 @@ its result returned in memory: no extra gateway requests per invoke.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-import time
-from datetime import date
 from pathlib import Path
 
-from localstack.aws.connect import connect_to
 from localstack.runtime import hooks
 from localstack.services.lambda_.invocation.executor_endpoint import (
     ShutdownDuringStartup,
@@ -25,7 +20,7 @@ from localstack.services.lambda_.invocation.lambda_models import FunctionVersion
 from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
 from localstack.utils.strings import to_bytes
 
-from localcloud_ext import cgroups, forkserver, runtimes, snapstart
+from localcloud_ext import cgroups, forkserver, lambda_logs, runtimes, snapstart
 from localcloud_ext.environment import (
     EnvironmentStopped,
     FunctionSpec,
@@ -94,46 +89,24 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         if self._snapstart:
             snapshot_launcher = snapstart.launcher_for(self.function_version.qualified_arn, spec)
             launcher = snapshot_launcher
-        self._environment = ProcessEnvironment(spec, launcher=launcher)
+        # The environment ships its log events itself, as they happen (init's too).
+        log_sink = lambda_logs.sink_for(self.function_version, self.id)
+        self._environment = ProcessEnvironment(spec, launcher=launcher, log_sink=log_sink)
         try:
             self._environment.start()
-            if snapshot_launcher is not None and (
-                logs := snapshot_launcher.snapshot.take_init_logs()
-            ):
-                self._ship_in_background(logs)
+            if snapshot_launcher is not None:
+                for event in snapshot_launcher.snapshot.take_init_logs():
+                    log_sink.write(event)
         except InitFailed as failure:
-            # LocalStack answers the invoke with this payload as an Unhandled function error,
-            # but keeps no logs of a failed init: ship them, as Lambda does.
-            self._ship_in_background(failure.logs)
+            # LocalStack answers the invoke with this payload as an Unhandled function error.
+            if isinstance(failure, snapstart.SnapshotInitFailed):
+                for event in failure.events:  # the version's init: not this environment's log
+                    log_sink.write(event)
             raise StatusErrorException(
                 "Environment startup failed", payload=failure.payload
             ) from failure
         except EnvironmentStopped as stopped:
             raise ShutdownDuringStartup(str(stopped)) from stopped
-
-    def _ship_in_background(self, logs: str) -> None:
-        threading.Thread(
-            target=self._ship_init_logs, args=(logs,), name="lambda-init-logs", daemon=True
-        ).start()
-
-    def _ship_init_logs(self, logs: str) -> None:
-        function_id = self.function_version.id
-        group = f"/aws/lambda/{function_id.function_name}"
-        # The stream name LocalStack's ExecutionEnvironment gives this environment.
-        stream = f"{date.today():%Y/%m/%d}/[{function_id.qualifier}]{self.id}"
-        now = int(time.time() * 1000)
-        events = [{"timestamp": now, "message": line} for line in logs.splitlines() if line]
-        client = connect_to(
-            region_name=function_id.region, aws_access_key_id=function_id.account
-        ).logs
-        try:
-            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                client.create_log_group(logGroupName=group)
-            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                client.create_log_stream(logGroupName=group, logStreamName=stream)
-            client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
-        except Exception as error:  # diagnostics only: never fail the invoke over them
-            LOG.warning("could not store init logs of %s: %s", group, error)
 
     def stop(self) -> None:
         if self._environment is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -108,90 +107,6 @@ def stop_per_invoke_lambda_metrics() -> None:
 
 def _publish_nothing(function_name: str, account_id: str, region_name: str) -> None:
     """Stands in for LocalStack's per-invoke metric publication."""
-
-
-# CloudWatch Logs' limits for one PutLogEvents call (events, and bytes counted as AWS does).
-MAX_EVENTS_PER_PUT = 10_000
-MAX_BYTES_PER_PUT = 1_048_576
-LOG_EVENT_OVERHEAD_BYTES = 26
-LOG_SHIPPING_INTERVAL_SECONDS = 1.0
-
-
-@hooks.on_infra_start()
-def batch_lambda_log_shipping() -> None:
-    """LocalStack ships each invocation's log lines with one PutLogEvents, from one thread per
-    function version: 13-15 % of its CPU while a mapping drains a backlog (py-spy). Collect a
-    function's logs for up to LOG_SHIPPING_INTERVAL_SECONDS and ship them with one call per
-    log stream (execution environment), in order. Lambda's own log delivery takes seconds too."""
-    from localstack.aws.connect import connect_to
-    from localstack.services.lambda_.invocation.logs import QUEUE_SHUTDOWN, LogHandler, LogItem
-    from localstack.utils.aws.client_types import ServicePrincipal
-    from localstack.utils.patch import patch
-
-    require_parameters(LogHandler.run_log_loop, ["self", "args", "kwargs"])
-    for attribute in ("log_queue", "region", "role_arn", "_shutdown_event"):
-        if attribute not in LogHandler.__init__.__code__.co_names:
-            raise SeamMoved(f"LogHandler no longer sets {attribute}")
-
-    @patch(LogHandler.run_log_loop)
-    def run_log_loop(_stock: Any, self: LogHandler, *args: Any, **kwargs: Any) -> None:
-        logs_client = connect_to.with_assumed_role(
-            region_name=self.region,
-            role_arn=self.role_arn,
-            service_principal=ServicePrincipal.lambda_,
-        ).logs
-        while not self._shutdown_event.is_set():
-            items = [self.log_queue.get()]
-            self._shutdown_event.wait(LOG_SHIPPING_INTERVAL_SECONDS)  # stop() cuts it short
-            while not self.log_queue.empty():
-                items.append(self.log_queue.get_nowait())
-            shutdown = QUEUE_SHUTDOWN in items
-            by_stream: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            now_ms = int(time.time() * 1000)
-            for item in items:
-                if isinstance(item, LogItem):
-                    events = by_stream.setdefault((item.log_group, item.log_stream), [])
-                    events += [
-                        {"timestamp": now_ms, "message": line + "\n"}
-                        for line in item.logs.split("\n")
-                        if line  # CloudWatch refuses empty lines
-                    ]
-            for (group, stream), events in by_stream.items():
-                for chunk in _put_log_chunks(events):
-                    _put_log_events(logs_client, group, stream, chunk)
-            if shutdown:
-                return
-
-
-def _put_log_chunks(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    chunks: list[list[dict[str, Any]]] = [[]]
-    size = 0
-    for event in events:
-        event_size = len(event["message"].encode()) + LOG_EVENT_OVERHEAD_BYTES
-        if chunks[-1] and (
-            len(chunks[-1]) >= MAX_EVENTS_PER_PUT or size + event_size > MAX_BYTES_PER_PUT
-        ):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(event)
-        size += event_size
-    return [chunk for chunk in chunks if chunk]
-
-
-def _put_log_events(
-    logs_client: Any, group: str, stream: str, events: list[dict[str, Any]]
-) -> None:
-    """As LocalStack's loop does it: create the group and stream on first use."""
-    try:
-        try:
-            logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
-        except logs_client.exceptions.ResourceNotFoundException:
-            with contextlib.suppress(logs_client.exceptions.ResourceAlreadyExistsException):
-                logs_client.create_log_group(logGroupName=group)
-            logs_client.create_log_stream(logGroupName=group, logStreamName=stream)
-            logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
-    except Exception as error:
-        LOG.warning("Error saving logs to group %s: %s", group, error)
 
 
 @hooks.on_infra_start()

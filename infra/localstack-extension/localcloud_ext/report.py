@@ -117,9 +117,3 @@ def _signal_name(number: int) -> str:
         )
     except ValueError:
         return str(number)
-
-
-def compose(*parts: str) -> str:
-    """Join log parts into newline-terminated lines, dropping empty parts."""
-    text = "".join(part if part.endswith("\n") else part + "\n" for part in parts if part)
-    return text

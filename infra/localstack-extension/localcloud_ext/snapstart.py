@@ -31,14 +31,10 @@ from typing import Any
 
 from localcloud_ext import report
 from localcloud_ext.cgroups import EnvironmentCgroups
-from localcloud_ext.environment import (
-    ExitCallback,
-    FunctionSpec,
-    InitFailed,
-    _BoundedLog,
-    _OutputCapture,
-)
+from localcloud_ext.environment import ExitCallback, FunctionSpec, InitFailed
 from localcloud_ext.forkserver import Forkserver, SocketChannel, TemplateLauncher, channel_pair
+from localcloud_ext.log_shipper import LogEvent
+from localcloud_ext.output_capture import shared_reader
 from localcloud_ext.pids import PidRecord
 from localcloud_ext.runtime_api import EventKind, RuntimeApiServer, RuntimeEvent, error_payload
 
@@ -49,6 +45,18 @@ INITIALIZATION_TYPE = "snap-start"
 ABSENT_VARIABLES = ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME")
 # AWS: the snapshotting init may take 15 minutes.
 SNAPSHOT_INIT_TIMEOUT_SECONDS = 15 * 60.0
+
+
+class SnapshotInitFailed(InitFailed):
+    """The version's own init failed: `events` is its log, for the environment's stream."""
+
+    def __init__(self, payload: bytes, events: list[LogEvent]) -> None:
+        super().__init__(payload, "".join(f"{event.message}\n" for event in events))
+        self.events = events
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def applies(snap_start: Any, qualifier: str) -> bool:
@@ -75,7 +83,7 @@ class VersionSnapshot:
     _pid: int = 0
     _record: PidRecord | None = None
     _in_namespace: bool = False
-    _init_logs: str = ""
+    _init_logs: list[LogEvent] = field(default_factory=list)
     _failure: InitFailed | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,9 +101,11 @@ class VersionSnapshot:
                 self._failure = failure
                 raise
 
-    def take_init_logs(self) -> str:
+    def take_init_logs(self) -> list[LogEvent]:
+        """The version's init log (INIT_START, its output, INIT_REPORT), once: the executor
+        writes it to the log stream of the environment that waited for it."""
         with self._lock:
-            logs, self._init_logs = self._init_logs, ""
+            logs, self._init_logs = self._init_logs, []
             return logs
 
     def _create(self) -> None:
@@ -121,7 +131,8 @@ class VersionSnapshot:
             api.post(RuntimeEvent(EventKind.EXITED, exit_code=status))
 
         read_fd, write_fd = os.pipe()
-        output = _OutputCapture(read_fd, _BoundedLog())
+        init_log = [LogEvent(_now_ms(), report.init_start_line(spec.runtime))]
+        output = shared_reader().watch(read_fd, init_log.append)
         request = spec.launch_request(api.address, info.mount_namespaces, None)
         request["snapshot_control_index"] = 1
         started = time.monotonic()
@@ -138,11 +149,11 @@ class VersionSnapshot:
         if event is not None and event.kind is EventKind.READY:
             api.close()  # the snapshot asks its Runtime API nothing more
             self._server, self._pid = snapshot, pid
-            self._init_logs = report.compose(
-                report.init_start_line(spec.runtime),
-                output.take(),
-                f"INIT_REPORT Init Duration: {init_ms:.2f} ms",
-            )
+            output.flush()
+            self._init_logs = [
+                *init_log,
+                LogEvent(_now_ms(), f"INIT_REPORT Init Duration: {init_ms:.2f} ms"),
+            ]
             LOG.info(
                 "SnapStart snapshot of %s ready (pid %s, init %.0f ms)", self.key, pid, init_ms
             )
@@ -160,12 +171,9 @@ class VersionSnapshot:
         else:
             error_type = "Runtime.ExitError"
             payload = error_payload(error_type, report.exit_message("", event.exit_code))
-        logs = report.compose(
-            report.init_start_line(spec.runtime),
-            output.take(),
-            report.init_report_line(init_ms, error_type),
-        )
-        raise InitFailed(payload, logs)
+        output.flush()
+        events = [*init_log, LogEvent(_now_ms(), report.init_report_line(init_ms, error_type))]
+        raise SnapshotInitFailed(payload, events)
 
     def restore(
         self,
