@@ -87,8 +87,8 @@ def localstack_environment(cfg: Settings) -> dict[str, str]:
         contract.RUNTIMES_DIR_VARIABLE: str(cfg.runtimes_dir),
         contract.PIDS_DIR_VARIABLE: str(cfg.functions_pids_dir),
         # read by localcloud_ext.cgroups: a memory and a pids cgroup per execution environment
-        "LOCALCLOUD_MEMORY_CGROUP": str(cfg.cgroup_parents[0]),
-        "LOCALCLOUD_PIDS_CGROUP": str(cfg.cgroup_parents[1]),
+        contract.MEMORY_CGROUP_VARIABLE: str(cfg.cgroup_parents[0]),
+        contract.PIDS_CGROUP_VARIABLE: str(cfg.cgroup_parents[1]),
         # read by the scaling SQS poller (localcloud_ext.seams)
         contract.ESM_SCALE_UP_PER_MINUTE.variable: contract.ESM_SCALE_UP_PER_MINUTE.render(
             cfg.esm_scale_up_per_minute

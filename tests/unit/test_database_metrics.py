@@ -51,20 +51,6 @@ def test_without_the_local_cloud_s_variables_nothing_is_read() -> None:
     assert Sources.from_env({settings.ENV_DB_METRICS_POSTGRES: "host=x"}) is None
 
 
-def test_the_extension_reads_the_variables_the_local_cloud_sets() -> None:
-    assert (
-        database_metrics.ENV_DB_METRICS_POSTGRES,
-        database_metrics.ENV_DB_METRICS_PROXY,
-        database_metrics.ENV_DB_INSTANCE_IDENTIFIER,
-        database_metrics.ENV_DB_PROXY_NAME,
-    ) == (
-        settings.ENV_DB_METRICS_POSTGRES,
-        settings.ENV_DB_METRICS_PROXY,
-        settings.ENV_DB_INSTANCE_IDENTIFIER,
-        settings.ENV_DB_PROXY_NAME,
-    )
-
-
 def test_the_gauges_are_aws_rds_s_metrics_by_its_dimensions() -> None:
     registered: list[dict[str, object]] = []
     env = {

@@ -8,6 +8,7 @@ from burst import settings as burst_settings
 from burst.errors import BurstError
 from burst.settings import BurstSettings
 from deployment import full_scale
+from tests.benchmarks.full_scale import curve, seconds_to
 
 
 def test_aws_curve_starts_at_5_adds_300_a_minute_and_stops_at_1000() -> None:
@@ -32,3 +33,11 @@ def test_the_preset_is_within_the_burst_tools_bounds() -> None:
 def test_a_reservation_the_account_cannot_grant_is_refused(reserved: int) -> None:
     with pytest.raises(BurstError, match="100 unreserved"):
         full_scale.check_reserved(reserved)
+
+
+def test_the_benchmark_lines_up_the_mapping_with_aws_from_its_first_batch() -> None:
+    points = [(3, 0.0), (4, 5.0), (14, 52.0), (24, 101.0), (25, 106.0)]
+
+    assert curve(points) == [(0, 5.0, 5), (10, 52.0, 55), (20, 101.0, 105)]
+    assert seconds_to(points, 100) == 20
+    assert seconds_to(points, 1000) is None

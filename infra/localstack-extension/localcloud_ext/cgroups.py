@@ -21,10 +21,12 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcloud_ext import contract
+
 LOG = logging.getLogger(__name__)
 
-MEMORY_PARENT_VARIABLE = "LOCALCLOUD_MEMORY_CGROUP"
-PIDS_PARENT_VARIABLE = "LOCALCLOUD_PIDS_CGROUP"
+MEMORY_PARENT_VARIABLE = contract.MEMORY_CGROUP_VARIABLE
+PIDS_PARENT_VARIABLE = contract.PIDS_CGROUP_VARIABLE
 # Lambda: "Execution processes/threads: 1,024" per execution environment.
 PIDS_PER_ENVIRONMENT = 1024
 

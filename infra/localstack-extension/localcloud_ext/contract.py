@@ -85,6 +85,15 @@ def minimum_unreserved_concurrency(account_concurrency: int) -> int:
 # Where the executor finds the managed runtimes, and where it writes its environments' pids.
 RUNTIMES_DIR_VARIABLE = "LOCALCLOUD_RUNTIMES_DIR"
 PIDS_DIR_VARIABLE = "LOCALCLOUD_PIDS_DIR"
+# The cgroup v1 parents (memory, pids) under which each execution environment gets its own.
+MEMORY_CGROUP_VARIABLE = "LOCALCLOUD_MEMORY_CGROUP"
+PIDS_CGROUP_VARIABLE = "LOCALCLOUD_PIDS_CGROUP"
+# The RDS stand-in's connection metrics: where the extension reads them (libpq connection
+# strings; their password is in a password file, never here) and the names AWS/RDS gives them.
+DB_METRICS_POSTGRES_VARIABLE = "LOCALCLOUD_DB_METRICS_POSTGRES"
+DB_METRICS_PROXY_VARIABLE = "LOCALCLOUD_DB_METRICS_PROXY"
+DB_INSTANCE_IDENTIFIER_VARIABLE = "LOCALCLOUD_DB_INSTANCE_IDENTIFIER"
+DB_PROXY_NAME_VARIABLE = "LOCALCLOUD_DB_PROXY_NAME"
 
 # AWS publishes no per-mapping concurrency: the scaling poller's gauges go to a namespace of the
 # local cloud's own, by EventSourceMappingUUID, for the dashboard and the burst's report.

@@ -22,13 +22,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from localcloud_ext import contract
+
 LOG = logging.getLogger(__name__)
 
-# The contract with infra/localcloud (localcloud.settings, checked equal by a unit test).
-ENV_DB_METRICS_POSTGRES = "LOCALCLOUD_DB_METRICS_POSTGRES"
-ENV_DB_METRICS_PROXY = "LOCALCLOUD_DB_METRICS_PROXY"
-ENV_DB_INSTANCE_IDENTIFIER = "LOCALCLOUD_DB_INSTANCE_IDENTIFIER"
-ENV_DB_PROXY_NAME = "LOCALCLOUD_DB_PROXY_NAME"
+# Set by infra/localcloud (localcloud_ext.contract names them for both sides).
+ENV_DB_METRICS_POSTGRES = contract.DB_METRICS_POSTGRES_VARIABLE
+ENV_DB_METRICS_PROXY = contract.DB_METRICS_PROXY_VARIABLE
+ENV_DB_INSTANCE_IDENTIFIER = contract.DB_INSTANCE_IDENTIFIER_VARIABLE
+ENV_DB_PROXY_NAME = contract.DB_PROXY_NAME_VARIABLE
 NAMESPACE = "AWS/RDS"
 DATABASE_CONNECTIONS = "DatabaseConnections"
 CLIENT_CONNECTIONS = "ClientConnections"

@@ -22,7 +22,7 @@ from typing import Any
 from localstack.runtime import hooks
 
 from localcloud_ext.log_shipper import LogEvent, LogShipper, LogSink, LogStream
-from localcloud_ext.patches import require_parameters
+from localcloud_ext.seams import require_parameters
 
 LOG = logging.getLogger(__name__)
 

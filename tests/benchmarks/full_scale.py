@@ -1,0 +1,266 @@
+"""Benchmark of AWS's whole SQS scaling curve on this machine: the full-scale spike
+(infra/deployment/full_scale.py: 30,000 sleep tasks of 5 s, MaximumConcurrency 1,000) on a local
+cloud of its own, once with the functions reaching PostgreSQL through the RDS Proxy stand-in and
+once directly, side by side in one run.
+
+Prints for each: the mapping's concurrent batches every 10 s beside AWS's curve (5 + 5/s, from
+the first batch), the time to reach 1,000, the peak Pss of all execution environments together,
+LocalStack's peak RSS and CPU, the peak of PostgreSQL's server-side connections, and lost and
+duplicated tasks (the burst's integrity check).
+    scripts/bench-full-scale [--count N] [--ms MS] [--proxy both|on|off] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from burst.run import BurstResult, run_burst
+from burst.settings import BurstSettings
+from deployment import database, full_scale
+from localcloud import environments
+from localcloud.settings import Settings
+from tests import faults
+from tests.stages import deployed_stage
+
+WORKER_TIMEOUT_SECONDS = 60  # 10 tasks of 5 s a batch
+VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
+SAMPLE_SECONDS = 1.0
+PSS_EVERY_SAMPLES = 5  # reading smaps_rollup of 1,000 processes is not free
+CURVE_STEP_SECONDS = 10
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Peaks:
+    environments: int = 0
+    environments_pss_mb: float = 0.0
+    localstack_rss_mb: float = 0.0
+    localstack_cpu_percent: float = 0.0
+    database_connections: int = 0
+    samples: int = 0
+
+
+@dataclass
+class Sampler:
+    """Once a second, in a thread: LocalStack's RSS and CPU, PostgreSQL's client backends, and
+    (every few seconds) the environments' Pss. Keeps the peaks."""
+
+    cfg: Settings
+    localstack_pid: int
+    owner_conninfo: str
+    peaks: Peaks = field(default_factory=Peaks)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sampler:
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.owner_conninfo, autocommit=True) as connection:
+            last_cpu, last_at = _cpu_ticks(self.localstack_pid), time.monotonic()
+            while not self._stop.wait(SAMPLE_SECONDS):
+                peaks = self.peaks
+                peaks.samples += 1
+                cpu, now = _cpu_ticks(self.localstack_pid), time.monotonic()
+                if cpu is not None and last_cpu is not None:
+                    percent = 100.0 * (cpu - last_cpu) / CLOCK_TICKS / (now - last_at)
+                    peaks.localstack_cpu_percent = max(peaks.localstack_cpu_percent, percent)
+                last_cpu, last_at = cpu, now
+                peaks.localstack_rss_mb = max(
+                    peaks.localstack_rss_mb, _rss_mb(self.localstack_pid)
+                )
+                row = connection.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                ).fetchone()
+                # Less this sampler's own connection.
+                backends = int(row[0]) - 1 if row else 0
+                peaks.database_connections = max(peaks.database_connections, backends)
+                if peaks.samples % PSS_EVERY_SAMPLES == 1:
+                    memory = environments.memory(self.cfg.functions_pids_dir)
+                    # The environments with their templates and snapshots: all the functions'
+                    # processes hold.
+                    pss_mb = memory.total_pss_bytes / 2**20
+                    peaks.environments_pss_mb = max(peaks.environments_pss_mb, pss_mb)
+                    peaks.environments = max(peaks.environments, memory.environments)
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+MAPPING_GAUGE = "esm_concurrent_batches"  # the burst's name for the mapping's own gauge
+
+
+def mapping_batches(result: BurstResult) -> list[tuple[int, float]]:
+    """(second after the first send, the mapping's concurrent batches) from the burst's
+    timeline: its per-second maximum of the local cloud's ConcurrentBatches gauge."""
+    return [
+        (int(entry["second"]), float(entry[MAPPING_GAUGE]))
+        for entry in result.report["timeline"]
+        if entry.get(MAPPING_GAUGE) is not None
+    ]
+
+
+def curve(points: list[tuple[int, float]]) -> list[tuple[int, float | None, int]]:
+    """(seconds after the first batch, the mapping's concurrent batches, AWS's) every 10 s."""
+    started = next((t for t, v in points if v > 0), None)
+    if started is None:
+        return []
+    by_second = dict(points)
+    end = max(t for t, _ in points)
+    return [
+        (offset, by_second.get(started + offset), full_scale.aws_batches_at(offset))
+        for offset in range(0, end - started + 1, CURVE_STEP_SECONDS)
+    ]
+
+
+def seconds_to(points: list[tuple[int, float]], batches: int) -> int | None:
+    started = next((t for t, v in points if v > 0), None)
+    reached = next((t for t, v in points if v >= batches), None)
+    return None if started is None or reached is None else reached - started
+
+
+def burst_settings(args: argparse.Namespace, out_dir: Path) -> BurstSettings:
+    preset = full_scale.PRESET
+    return BurstSettings(
+        profile=preset["profile"],
+        count=args.count,
+        task_type="sleep",
+        payload_options={"sleep_ms": args.ms},
+        batch=preset["batch"],
+        threads=preset["threads"],
+        max_seconds=preset["max_seconds"],
+        drain_seconds=preset["drain_seconds"],
+        out_dir=out_dir,
+        progress=False,
+    )
+
+
+def one_run(
+    cloud: faults.FaultCloud, label: str, proxy: bool, settings: BurstSettings, work: Path
+) -> dict[str, Any]:
+    project = work / label
+    project.mkdir()
+    with deployed_stage(
+        cloud.running,
+        cloud.settings,
+        project,
+        worker_timeout_seconds=WORKER_TIMEOUT_SECONDS,
+        visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS,
+        environment={"WORKER_MAX_CONCURRENCY": "1000"},
+        name_prefix="full",
+        database_proxy=proxy,
+    ) as stage:
+        sampler = Sampler(
+            cloud.settings,
+            int(cloud.running["localstack"]["pid"]),
+            database.conninfo(cloud.running),
+        )
+        with sampler:
+            result = run_burst(stage.target(), settings)
+    integrity = result.report["integrity"]
+    points = mapping_batches(result)
+    return {
+        "label": label,
+        "curve": curve(points),
+        "seconds_to_1000": seconds_to(points, 1000),
+        "peak_batches": max((v for _, v in points), default=None),
+        "peaks": asdict(sampler.peaks),
+        "accepted": integrity["accepted"],
+        "lost": len(integrity["lost"]),
+        "duplicated": len(integrity["duplicated"]),
+        "integrity_ok": result.integrity_ok,
+        "drain_seconds": result.report["drain"].get("seconds"),
+    }
+
+
+def print_run(figures: dict[str, Any]) -> None:
+    peaks = figures["peaks"]
+    print(f"\n== {figures['label']}")
+    print("  seconds  batches  AWS (5 + 5/s)")
+    for offset, batches, aws in figures["curve"]:
+        shown = "n/a" if batches is None else f"{batches:.0f}"
+        print(f"  {offset:>7}  {shown:>7}  {aws:>7}")
+    to_1000 = figures["seconds_to_1000"]
+    print(
+        f"  time to 1,000 batches: {'not reached' if to_1000 is None else f'{to_1000:.0f} s'} "
+        f"(AWS: {(1000 - 5) * 60 / 300:.0f} s); peak {figures['peak_batches']}"
+    )
+    print(
+        f"  environments: up to {peaks['environments']}, peak Pss together "
+        f"{peaks['environments_pss_mb']:.0f} MB"
+    )
+    print(
+        f"  LocalStack: peak RSS {peaks['localstack_rss_mb']:.0f} MB, peak CPU "
+        f"{peaks['localstack_cpu_percent']:.0f} % (of one core)"
+    )
+    print(f"  PostgreSQL server-side connections: peak {peaks['database_connections']}")
+    print(
+        f"  tasks: accepted {figures['accepted']}, lost {figures['lost']}, duplicated "
+        f"{figures['duplicated']}; integrity {'OK' if figures['integrity_ok'] else 'FAILED'}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench-full-scale", description=__doc__)
+    parser.add_argument("--count", type=int, default=full_scale.PRESET["count"], help="tasks")
+    parser.add_argument("--ms", type=int, default=full_scale.PRESET["sleep_ms"], help="sleep")
+    parser.add_argument("--proxy", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-full-scale-"))
+    settings = burst_settings(args, work / "reports")
+    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.proxy]
+    runs = []
+    with faults.fault_cloud(Settings.from_env().venvs_dir) as cloud:
+        print(f"local cloud of its own: {cloud.settings.state_dir}")
+        for proxy in modes:
+            label = "through the proxy" if proxy else "without the proxy"
+            figures = one_run(cloud, label.replace(" ", "-"), proxy, settings, work)
+            figures["label"] = label
+            print_run(figures)
+            runs.append(figures)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2))
+    return 0 if all(run["integrity_ok"] for run in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
