@@ -28,6 +28,7 @@ from localcloud_ext.environment import (
     Launcher,
     ProcessEnvironment,
 )
+from localcloud_ext.log_shipper import LogEvent
 
 LOG = logging.getLogger(__name__)
 
@@ -95,18 +96,24 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         try:
             self._environment.start()
             if snapshot_launcher is not None:
-                for event in snapshot_launcher.snapshot.take_init_logs():
-                    log_sink.write(event)
+                self._write_snapshot_init_log(snapshot_launcher.snapshot.take_init_logs())
         except InitFailed as failure:
             # LocalStack answers the invoke with this payload as an Unhandled function error.
             if isinstance(failure, snapstart.SnapshotInitFailed):
-                for event in failure.events:  # the version's init: not this environment's log
-                    log_sink.write(event)
+                self._write_snapshot_init_log(failure.events)
             raise StatusErrorException(
                 "Environment startup failed", payload=failure.payload
             ) from failure
         except EnvironmentStopped as stopped:
             raise ShutdownDuringStartup(str(stopped)) from stopped
+
+    def _write_snapshot_init_log(self, events: list[LogEvent]) -> None:
+        """The version's init (its snapshot's), in a stream of its own: it belongs to no
+        environment, and is older than what the environment that waited for it logged."""
+        if events:
+            sink = lambda_logs.sink_for(self.function_version, f"{self.id}-snapshot-init")
+            for event in events:
+                sink.write(event)
 
     def stop(self) -> None:
         if self._environment is not None:

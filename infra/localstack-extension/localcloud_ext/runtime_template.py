@@ -285,6 +285,9 @@ def run_runtime(request: dict[str, Any]) -> None:
     os._exit(0)
 
 
+DEADLINE_HEADER = "Lambda-Runtime-Deadline-Ms"
+
+
 class HttpRuntimeClient:
     """The Runtime API calls of awslambdaric's C client (`runtime_client`), over http.client.
 
@@ -317,8 +320,14 @@ class HttpRuntimeClient:
             raise RuntimeError(f"Runtime API {method} {path}: {response.status}")
         return data, dict(response.getheaders())
 
-    def next(self) -> tuple[bytes, dict[str, str]]:
-        return self._request("GET", "/2018-06-01/runtime/invocation/next")
+    def next(self) -> tuple[bytes, dict[str, Any]]:
+        body, headers = self._request("GET", "/2018-06-01/runtime/invocation/next")
+        # The C client hands the deadline on as a number (the context computes with it).
+        answer: dict[str, Any] = dict(headers)
+        deadline = headers.get(DEADLINE_HEADER)
+        if deadline is not None:
+            answer[DEADLINE_HEADER] = int(deadline)
+        return body, answer
 
     def post_invocation_result(
         self, invoke_id: str, result: bytes, content_type: str, invocation_id: str | None = None
