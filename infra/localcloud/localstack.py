@@ -22,10 +22,6 @@ from localcloud import procs
 from localcloud.database_proxy import ADMIN_DATABASE, MONITOR_ROLE
 from localcloud.settings import (
     DB_INSTANCE_IDENTIFIER,
-    ENV_DB_INSTANCE_IDENTIFIER,
-    ENV_DB_METRICS_POSTGRES,
-    ENV_DB_METRICS_PROXY,
-    ENV_DB_PROXY_NAME,
     PG_DATABASE,
     PROXY_NAME,
     Settings,
@@ -116,10 +112,10 @@ def database_metrics_environment(cfg: Settings) -> dict[str, str]:
         )
 
     return {
-        ENV_DB_METRICS_POSTGRES: conninfo(cfg.pg_port, PG_DATABASE),
-        ENV_DB_METRICS_PROXY: conninfo(cfg.proxy_port, ADMIN_DATABASE),
-        ENV_DB_INSTANCE_IDENTIFIER: DB_INSTANCE_IDENTIFIER,
-        ENV_DB_PROXY_NAME: PROXY_NAME,
+        contract.DB_METRICS_POSTGRES_VARIABLE: conninfo(cfg.pg_port, PG_DATABASE),
+        contract.DB_METRICS_PROXY_VARIABLE: conninfo(cfg.proxy_port, ADMIN_DATABASE),
+        contract.DB_INSTANCE_IDENTIFIER_VARIABLE: DB_INSTANCE_IDENTIFIER,
+        contract.DB_PROXY_NAME_VARIABLE: PROXY_NAME,
     }
 
 

@@ -70,13 +70,6 @@ PG_MAX_CONNECTIONS = min(DB_INSTANCE_CLASS_MEMORY_BYTES // RDS_BYTES_PER_CONNECT
 PROXY_NAME = "localcloud-proxy"
 PROXY_MAX_SERVER_CONNECTIONS = 100
 PROXY_MAX_CLIENT_CONNECTIONS = 2000  # 1,000 concurrent batches and the API, with room
-# Read by the extension (localcloud_ext.database_metrics), which publishes the AWS/RDS connection
-# metrics of the database and its proxy from them: libpq connection strings (the password comes
-# from a password file in the state dir, never the environment) and AWS's identifiers.
-ENV_DB_METRICS_POSTGRES = contract.DB_METRICS_POSTGRES_VARIABLE
-ENV_DB_METRICS_PROXY = contract.DB_METRICS_PROXY_VARIABLE
-ENV_DB_INSTANCE_IDENTIFIER = contract.DB_INSTANCE_IDENTIFIER_VARIABLE
-ENV_DB_PROXY_NAME = contract.DB_PROXY_NAME_VARIABLE
 # LocalStack accepts any credentials; these are its documented defaults.
 AWS_ACCESS_KEY_ID = "test"
 AWS_SECRET_ACCESS_KEY = "test"

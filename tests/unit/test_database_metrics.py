@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localcloud import settings
-from localcloud_ext import database_metrics
+from localcloud_ext import contract, database_metrics
 from localcloud_ext.database_metrics import Reading, Sources, proxy_counts
 
 COLUMNS = [
@@ -48,16 +48,16 @@ def test_a_stale_reading_is_not_published() -> None:
 
 def test_without_the_local_cloud_s_variables_nothing_is_read() -> None:
     assert Sources.from_env({}) is None
-    assert Sources.from_env({settings.ENV_DB_METRICS_POSTGRES: "host=x"}) is None
+    assert Sources.from_env({contract.DB_METRICS_POSTGRES_VARIABLE: "host=x"}) is None
 
 
 def test_the_gauges_are_aws_rds_s_metrics_by_its_dimensions() -> None:
     registered: list[dict[str, object]] = []
     env = {
-        settings.ENV_DB_METRICS_POSTGRES: "host=127.0.0.1 port=1",
-        settings.ENV_DB_METRICS_PROXY: "host=127.0.0.1 port=2",
-        settings.ENV_DB_INSTANCE_IDENTIFIER: settings.DB_INSTANCE_IDENTIFIER,
-        settings.ENV_DB_PROXY_NAME: settings.PROXY_NAME,
+        contract.DB_METRICS_POSTGRES_VARIABLE: "host=127.0.0.1 port=1",
+        contract.DB_METRICS_PROXY_VARIABLE: "host=127.0.0.1 port=2",
+        contract.DB_INSTANCE_IDENTIFIER_VARIABLE: settings.DB_INSTANCE_IDENTIFIER,
+        contract.DB_PROXY_NAME_VARIABLE: settings.PROXY_NAME,
     }
     started = database_metrics.start(
         env, lambda key, **gauge: registered.append(gauge), "000000000000", run=False
