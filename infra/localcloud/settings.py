@@ -66,9 +66,13 @@ RDS_BYTES_PER_CONNECTION = 9531392
 PG_MAX_CONNECTIONS = min(DB_INSTANCE_CLASS_MEMORY_BYTES // RDS_BYTES_PER_CONNECTION, 5000)
 # The database proxy (PgBouncer in front of PostgreSQL, as RDS Proxy in front of RDS): its name
 # (the AWS/RDS metrics' ProxyName), and how many server connections it may hold in all, at most,
-# however many clients it serves (RDS Proxy: MaxConnectionsPercent of max_connections).
+# however many clients it serves (RDS Proxy: MaxConnectionsPercent of max_connections). 70 %
+# (78 of 112) leaves the rest to sessions that go straight to the database (the owner's
+# migrations, scripts and tests, the metrics reader, a stage deployed --no-database-proxy): with
+# all 100 the proxy's idle pool could starve them ("remaining connection slots are reserved").
 PROXY_NAME = "localcloud-proxy"
-PROXY_MAX_SERVER_CONNECTIONS = 100
+PROXY_MAX_CONNECTIONS_PERCENT = 70
+PROXY_MAX_SERVER_CONNECTIONS = PG_MAX_CONNECTIONS * PROXY_MAX_CONNECTIONS_PERCENT // 100
 PROXY_MAX_CLIENT_CONNECTIONS = 2000  # 1,000 concurrent batches and the API, with room
 # LocalStack accepts any credentials; these are its documented defaults.
 AWS_ACCESS_KEY_ID = "test"

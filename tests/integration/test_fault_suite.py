@@ -37,7 +37,7 @@ from burst.schedule import run_key_prefix
 from burst.sender import RETRY_DELAYS_SECONDS
 from burst.settings import BurstSettings
 from chalicelib import settings as app_settings
-from deployment import pipeline
+from deployment import pipeline, snapstart
 from deployment import redrive as redrive_tool
 from localcloud.settings import (
     ENV_PG_PORT,
@@ -511,13 +511,16 @@ def test_partial_batch_failures_retry_only_the_failed_records(
 
 @contextlib.contextmanager
 def worker_timeout(stage: Stage, seconds: int) -> Iterator[None]:
-    """The worker's timeout set to `seconds` for the block, put back after."""
+    """The worker's timeout set to `seconds` for the block, put back after. The mapping invokes
+    the SnapStart alias, so a change takes effect as after a deploy: a version published with
+    it and the alias moved there."""
     lambda_client = stage.client("lambda")
     function = stage.worker_function
 
     def set_timeout(value: int) -> None:
         lambda_client.update_function_configuration(FunctionName=function, Timeout=value)
         lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function)
+        snapstart.apply(lambda_client, function, stage.mapping_uuid)
 
     set_timeout(seconds)
     try:

@@ -15,11 +15,17 @@ from tests.fakes import InMemoryTaskQueue, InMemoryTaskStore
 
 VISIBILITY_S = 30
 BACKOFF = Backoff(base_s=1, max_s=20)
-LONG_AGO = datetime.now(UTC) - timedelta(seconds=VISIBILITY_S + IDLE_MARGIN_SECONDS + 5)
+IDLE_LONG_ENOUGH = timedelta(seconds=VISIBILITY_S + IDLE_MARGIN_SECONDS + 5)
 
 
-def committed(store: InMemoryTaskStore, accepted_at: datetime = LONG_AGO) -> NewTask:
-    task = NewTask(uuid.uuid4(), "echo", {}, None, "req-1", accepted_at)
+def long_ago() -> datetime:
+    """Long enough ago for a message to have come back, reckoned when the test runs (not when
+    the module was imported: in the whole suite, minutes earlier)."""
+    return datetime.now(UTC) - IDLE_LONG_ENOUGH
+
+
+def committed(store: InMemoryTaskStore, accepted_at: datetime | None = None) -> NewTask:
+    task = NewTask(uuid.uuid4(), "echo", {}, None, "req-1", accepted_at or long_ago())
     store.admit([task])
     store.commit([task.id])
     return task
@@ -72,7 +78,7 @@ def test_a_task_that_used_every_receive_is_failed_with_the_reason_not_resent(
 ) -> None:
     task = committed(store)
     store.rows[task.id] = replace(
-        store.rows[task.id], status="running", attempts=5, started_at=LONG_AGO
+        store.rows[task.id], status="running", attempts=5, started_at=long_ago()
     )
 
     result = reconciler.run()
