@@ -33,3 +33,12 @@ def test_remove_deletes_its_own_record(tmp_path: Path) -> None:
     record.remove()
 
     assert not record.path.exists()
+
+
+def test_a_record_being_written_is_left_to_its_writer(tmp_path: Path) -> None:
+    record = PidRecord.create(tmp_path, "env-1", os.getpid(), "fn")
+    record.path.write_text("")  # truncated: a respawn's create() is between open and write
+
+    record.remove()
+
+    assert record.path.exists()

@@ -40,5 +40,7 @@ class PidRecord:
     def remove(self) -> None:
         """Remove the file if it still describes this process (a respawn may have replaced it)."""
         with contextlib.suppress(OSError):
-            if self.path.read_text().split()[0] == str(self.pid):
+            # Empty while its writer is still at it: that writer sees the exit and removes it.
+            fields = self.path.read_text().split()
+            if fields and fields[0] == str(self.pid):
                 self.path.unlink()
