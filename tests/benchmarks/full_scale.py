@@ -194,7 +194,10 @@ def one_run(
             database.conninfo(cloud.running),
         )
         with sampler:
-            result = run_burst(stage.target(), settings)
+            try:
+                result = run_burst(stage.target(), settings)
+            except Exception as error:  # LocalStack stopped answering: still print what was seen
+                return {"label": label, "error": repr(error)[:300], "peaks": asdict(sampler.peaks)}
     integrity = result.report["integrity"]
     points = mapping_batches(result)
     return {
@@ -214,6 +217,15 @@ def one_run(
 def print_run(figures: dict[str, Any]) -> None:
     peaks = figures["peaks"]
     print(f"\n== {figures['label']}")
+    if "error" in figures:
+        print(f"  the burst stopped: {figures['error']}")
+        print(
+            f"  seen until then: {peaks['environments']} environments, Pss "
+            f"{peaks['environments_pss_mb']:.0f} MB; LocalStack RSS "
+            f"{peaks['localstack_rss_mb']:.0f} MB, CPU {peaks['localstack_cpu_percent']:.0f} %; "
+            f"PostgreSQL connections {peaks['database_connections']}"
+        )
+        return
     print("  seconds  batches  AWS (5 + 5/s)")
     for offset, batches, aws in figures["curve"]:
         shown = "n/a" if batches is None else f"{batches:.0f}"
@@ -259,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(figures)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
-    return 0 if all(run["integrity_ok"] for run in runs) else 1
+    return 0 if all(run.get("integrity_ok") for run in runs) else 1
 
 
 if __name__ == "__main__":
