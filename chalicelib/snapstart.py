@@ -31,12 +31,18 @@ else:
 
 
 class Connections(Protocol):
+    def prime(self) -> None: ...
+
     def close_connections(self) -> None: ...
 
 
 def before_snapshot(connections: Connections) -> None:
+    # Priming, as AWS advises for SnapStart: what every invocation builds anyway (the AWS
+    # clients and their service models, the worker) is built once, in the snapshot, and shared
+    # by every restored environment instead of being rebuilt, some 20 MB each, in each of them.
+    connections.prime()
     connections.close_connections()
-    logger.info("before the snapshot: connections closed, they reopen on first use")
+    logger.info("before the snapshot: primed, connections closed; they reopen on first use")
 
 
 def after_restore(connections: Connections) -> None:

@@ -43,6 +43,12 @@ class Dependencies:
     def __init__(self, log: Logger) -> None:
         self.log = log
 
+    def prime(self) -> None:
+        """Build the worker and what it uses (AWS clients, the store, metrics) without calling
+        anything: SnapStart's before-snapshot hook, so restored environments share them. Opens
+        no connection (the store connects, and the clients send, on first use)."""
+        _ = self.worker
+
     def close_connections(self) -> None:
         """Close the database connection and the AWS clients' HTTP connections made so far
         (SnapStart's before-snapshot hook, chalicelib/snapstart.py); each reopens on first use."""

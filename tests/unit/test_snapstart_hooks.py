@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 import snapshot_restore_py
 
 from chalicelib import snapstart
@@ -13,10 +14,13 @@ from chalicelib import snapstart
 
 class Connections:
     def __init__(self) -> None:
-        self.closed = 0
+        self.calls: list[str] = []
+
+    def prime(self) -> None:
+        self.calls.append("prime")
 
     def close_connections(self) -> None:
-        self.closed += 1
+        self.calls.append("close")
 
 
 def test_the_hooks_are_registered_with_aws_s_library() -> None:
@@ -32,12 +36,12 @@ def test_the_hooks_are_registered_with_aws_s_library() -> None:
     del before[counts[0] :], after[counts[1] :]
 
 
-def test_before_the_snapshot_the_connections_are_closed() -> None:
+def test_before_the_snapshot_it_primes_then_closes_the_connections() -> None:
     connections = Connections()
 
     snapstart.before_snapshot(connections)
 
-    assert connections.closed == 1
+    assert connections.calls == ["prime", "close"]
 
 
 def test_after_a_restore_each_environment_draws_its_own_random_numbers() -> None:
@@ -75,3 +79,27 @@ def test_the_app_s_dependencies_close_their_connections() -> None:
     dependencies.close_connections()  # nothing built yet but the store: still fine
 
     assert store.closed
+
+
+def test_priming_builds_the_worker_and_its_clients_without_a_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aws_lambda_powertools import Logger
+
+    from chalicelib.wiring import Dependencies
+    from tests.unit.test_app_settings import SETTINGS
+
+    # As in a function's environment: its region and (the role's) credentials.
+    runtime = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    for name, value in {**SETTINGS, **runtime}.items():
+        monkeypatch.setenv(name, value)
+    dependencies = Dependencies(Logger(service="test"))
+
+    dependencies.prime()  # unit tests open no socket: a call would fail here
+
+    built = dependencies.__dict__
+    assert {"worker", "store", "sqs", "cloudwatch", "metrics"} <= set(built)
