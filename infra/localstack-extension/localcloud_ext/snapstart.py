@@ -50,9 +50,10 @@ SNAPSHOT_INIT_TIMEOUT_SECONDS = 15 * 60.0
 class SnapshotInitFailed(InitFailed):
     """The version's own init failed: `events` is its log, for the environment's stream."""
 
-    def __init__(self, payload: bytes, events: list[LogEvent]) -> None:
+    def __init__(self, payload: bytes, events: list[LogEvent], permanent: bool = True) -> None:
         super().__init__(payload, "".join(f"{event.message}\n" for event in events))
         self.events = events
+        self.permanent = permanent  # the handler's init failed: the version is Failed
 
 
 def _now_ms() -> int:
@@ -97,8 +98,9 @@ class VersionSnapshot:
                 return
             try:
                 self._create()
-            except InitFailed as failure:
-                self._failure = failure
+            except SnapshotInitFailed as failure:
+                if failure.permanent:
+                    self._failure = failure
                 raise
 
     def take_init_logs(self) -> list[LogEvent]:
@@ -173,7 +175,10 @@ class VersionSnapshot:
             payload = error_payload(error_type, report.exit_message("", event.exit_code))
         output.flush()
         events = [*init_log, LogEvent(_now_ms(), report.init_report_line(init_ms, error_type))]
-        raise SnapshotInitFailed(payload, events)
+        # Only the function's own init error fails the version for good; a snapshot process
+        # that was killed or timed out is made again by the next environment that needs it.
+        permanent = event is not None and event.kind is EventKind.INIT_ERROR
+        raise SnapshotInitFailed(payload, events, permanent=permanent)
 
     def restore(
         self,
