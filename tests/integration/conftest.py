@@ -3,6 +3,7 @@ created for one test and deleted after it."""
 
 from __future__ import annotations
 
+import secrets
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 from botocore.config import Config
+from psycopg.conninfo import conninfo_to_dict
 
+from deployment import database, migrations
 from localcloud.aws import client_for_running
 from tests.lambda_zip import zip_of
 
@@ -63,3 +66,30 @@ def create_function(aws: Callable[[str], Any]) -> Iterator[Callable[..., str]]:
     yield create
     for name in names:
         client.delete_function(FunctionName=name)
+
+
+@pytest.fixture(scope="module")
+def owner(database_conninfo: str) -> str:
+    """The database owner's conninfo, the tasks table made, as after a deploy."""
+    migrations.apply_migrations(database_conninfo)
+    return database_conninfo
+
+
+@pytest.fixture(scope="module")
+def app_role(owner: str) -> Iterator[dict[str, Any]]:
+    """A stage's role, made for the module, with a password as Secrets Manager would generate
+    it: its secret (host, port, dbname, username, password). Made after the local cloud started,
+    so the proxy must look it up on login."""
+    params = conninfo_to_dict(owner)
+    secret = {
+        "host": params["host"],
+        "port": params["port"],
+        "dbname": params["dbname"],
+        "username": database.app_role_name(f"it-{uuid.uuid4().hex[:8]}"),
+        "password": secrets.token_urlsafe(24),
+    }
+    database.ensure_app_role(owner, secret)
+    try:
+        yield secret
+    finally:
+        database.drop_app_role(owner, secret["username"])

@@ -5,11 +5,8 @@ unavailable (retried, never lost). Both publish their connection counts as AWS/R
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -17,12 +14,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from chalicelib.errors import DependencyUnavailable
 from chalicelib.postgres_store import STATEMENT_TIMEOUT_MS, PostgresTaskStore, conninfo_from_secret
 from chalicelib.settings import DatabaseEndpoint
-from deployment import database, migrations
 from localcloud.aws import client_for_running
 from localcloud.settings import PG_MAX_CONNECTIONS, PROXY_MAX_SERVER_CONNECTIONS
 from tests.metrics import metric_values
@@ -30,30 +25,6 @@ from tests.polling import wait_for
 
 CLIENTS = 200
 TRANSACTIONS_PER_CLIENT = 5
-
-
-@pytest.fixture(scope="module")
-def owner(database_conninfo: str) -> str:
-    migrations.apply_migrations(database_conninfo)
-    return database_conninfo
-
-
-@pytest.fixture(scope="module")
-def app_role(owner: str) -> Iterator[dict[str, Any]]:
-    """A stage's role, made now, after the proxy started: the proxy looks it up on login."""
-    params = conninfo_to_dict(owner)
-    secret = {
-        "host": params["host"],
-        "port": params["port"],
-        "dbname": params["dbname"],
-        "username": database.app_role_name(f"proxy-{uuid.uuid4().hex[:8]}"),
-        "password": secrets.token_urlsafe(24),
-    }
-    database.ensure_app_role(owner, secret)
-    try:
-        yield secret
-    finally:
-        database.drop_app_role(owner, secret["username"])
 
 
 @pytest.fixture(scope="module")

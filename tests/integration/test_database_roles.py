@@ -14,31 +14,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from chalicelib.postgres_store import STATEMENT_TIMEOUT_MS, conninfo_from_secret
-from deployment import database, migrations
-
-
-@pytest.fixture(scope="module")
-def owner(database_conninfo: str) -> str:
-    migrations.apply_migrations(database_conninfo)  # the tasks table exists, as after a deploy
-    return database_conninfo
-
-
-@pytest.fixture(scope="module")
-def app_role(owner: str) -> Iterator[dict[str, Any]]:
-    """A stage's role, with a password as Secrets Manager would generate it."""
-    params = conninfo_to_dict(owner)
-    secret = {
-        "host": params["host"],
-        "port": params["port"],
-        "dbname": params["dbname"],
-        "username": database.app_role_name(f"it-{uuid.uuid4().hex[:8]}"),
-        "password": secrets.token_urlsafe(24),
-    }
-    database.ensure_app_role(owner, secret)
-    try:
-        yield secret
-    finally:
-        database.drop_app_role(owner, secret["username"])
+from deployment import database
 
 
 @pytest.fixture
