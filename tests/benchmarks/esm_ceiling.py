@@ -32,7 +32,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import control, localstack
+from localcloud import control, environments, localstack
 from localcloud.settings import Settings
 from tests.lambda_zip import zip_of
 from tests.metrics import metric_values
@@ -75,17 +75,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / CLOCK_TICKS
 
 
-def pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def function_pids(pids_dir: Path) -> list[int]:
     pids = []
     for file in pids_dir.glob("*.pid"):
@@ -105,7 +94,7 @@ def memory_kb(pids: list[int], pss: bool) -> tuple[int, int]:
         except (OSError, KeyError):
             continue
         if pss:
-            pss_total += pss_kb(pid)
+            pss_total += (environments.pss_bytes(pid) or 0) // 1024
     return rss, pss_total
 
 

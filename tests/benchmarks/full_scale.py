@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from deployment import database, full_scale
 from localcloud import environments
 from localcloud.settings import Settings
 from tests import faults
+from tests.benchmarks.esm_ceiling import cpu_seconds, proc_status
 from tests.stages import deployed_stage
 
 WORKER_TIMEOUT_SECONDS = 60  # 10 tasks of 5 s a batch
@@ -38,7 +38,6 @@ VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
 SAMPLE_SECONDS = 1.0
 PSS_EVERY_SAMPLES = 5  # reading smaps_rollup of 1,000 processes is not free
 CURVE_STEP_SECONDS = 10
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(RuntimeError):
@@ -79,18 +78,20 @@ class Sampler:
 
     def _run(self) -> None:
         with psycopg.connect(self.owner_conninfo, autocommit=True) as connection:
-            last_cpu, last_at = _cpu_ticks(self.localstack_pid), time.monotonic()
+            last_cpu, last_at = cpu_seconds(self.localstack_pid), time.monotonic()
             while not self._stop.wait(SAMPLE_SECONDS):
                 peaks = self.peaks
                 peaks.samples += 1
-                cpu, now = _cpu_ticks(self.localstack_pid), time.monotonic()
-                if cpu is not None and last_cpu is not None:
-                    percent = 100.0 * (cpu - last_cpu) / CLOCK_TICKS / (now - last_at)
+                try:
+                    cpu, now = cpu_seconds(self.localstack_pid), time.monotonic()
+                    rss_mb = int(proc_status(self.localstack_pid)["VmRSS"].split()[0]) / 1024
+                except OSError:
+                    pass  # LocalStack gone (killed at the end of a stalled run): no figure
+                else:
+                    percent = 100.0 * (cpu - last_cpu) / (now - last_at)
                     peaks.localstack_cpu_percent = max(peaks.localstack_cpu_percent, percent)
-                last_cpu, last_at = cpu, now
-                peaks.localstack_rss_mb = max(
-                    peaks.localstack_rss_mb, _rss_mb(self.localstack_pid)
-                )
+                    peaks.localstack_rss_mb = max(peaks.localstack_rss_mb, rss_mb)
+                    last_cpu, last_at = cpu, now
                 row = connection.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
                 ).fetchone()
@@ -104,25 +105,6 @@ class Sampler:
                     pss_mb = memory.total_pss_bytes / 2**20
                     peaks.environments_pss_mb = max(peaks.environments_pss_mb, pss_mb)
                     peaks.environments = max(peaks.environments, memory.environments)
-
-
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 MAPPING_GAUGE = "esm_concurrent_batches"  # the burst's name for the mapping's own gauge
