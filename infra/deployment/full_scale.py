@@ -25,11 +25,14 @@ from deployment import chalice_stage, demo
 from localcloud import endpoints
 from localcloud.aws import client_for_running
 from localcloud.settings import Settings
+from localcloud_ext import contract, scaling_policy
 
 STAGE = "fullscale"
-AWS_INITIAL_BATCHES = 5
-AWS_SCALE_UP_PER_MINUTE = 300
-ACCOUNT_CONCURRENCY = 1000  # AWS's default per Region; LocalStack's limit is the same
+# AWS's curve and limits, as the local cloud emulates them (its scaling policy and contract).
+AWS_INITIAL_BATCHES = scaling_policy.AWS_INITIAL_CONCURRENCY
+AWS_SCALE_UP_PER_MINUTE = contract.ESM_SCALE_UP_PER_MINUTE.default
+ACCOUNT_CONCURRENCY = int(contract.ACCOUNT_CONCURRENCY.default)
+UNRESERVED = contract.minimum_unreserved_concurrency(ACCOUNT_CONCURRENCY)
 PRESET: dict[str, Any] = {
     "profile": "spike",
     "count": 30_000,
@@ -59,12 +62,17 @@ def aws_batches_at(seconds: float, maximum: int = ACCOUNT_CONCURRENCY) -> int:
     return min(maximum, AWS_INITIAL_BATCHES + int(seconds * AWS_SCALE_UP_PER_MINUTE / 60))
 
 
+def seconds_to_reach(batches: int) -> float:
+    """How long AWS's curve takes from its first 5 batches to `batches`."""
+    return (batches - AWS_INITIAL_BATCHES) * 60 / AWS_SCALE_UP_PER_MINUTE
+
+
 def check_reserved(reserved: int) -> None:
-    # LocalStack, like AWS, keeps 100 of the account's concurrency unreserved.
-    if not 0 <= reserved <= ACCOUNT_CONCURRENCY - 100:
+    # LocalStack, like AWS, keeps some of the account's concurrency unreserved (100 of 1,000).
+    if not 0 <= reserved <= ACCOUNT_CONCURRENCY - UNRESERVED:
         raise BurstError(
             f"--api-reserved-concurrency {reserved}: use 0 (none) to "
-            f"{ACCOUNT_CONCURRENCY - 100} (the account keeps 100 unreserved)"
+            f"{ACCOUNT_CONCURRENCY - UNRESERVED} (the account keeps {UNRESERVED} unreserved)"
         )
 
 
@@ -87,8 +95,8 @@ def curve_note(result: BurstResult, reserved: int) -> str:
         f"Worker batches at once (rows): up to {batches['peak_concurrent']}; "
         f"the mapping's own gauge: up to {mapping_peak.get('peak', 'n/a')}"
         + (f" at {mapping_peak['at_seconds']:.0f} s" if "at_seconds" in mapping_peak else ""),
-        f"AWS's curve: 5 batches, +300 a minute, {ceiling} after "
-        f"{(ceiling - AWS_INITIAL_BATCHES) * 60 / AWS_SCALE_UP_PER_MINUTE:.0f} s "
+        f"AWS's curve: {AWS_INITIAL_BATCHES} batches, +{AWS_SCALE_UP_PER_MINUTE:.0f} a minute, "
+        f"{ceiling} after {seconds_to_reach(ceiling):.0f} s "
         + (
             f"(the account's {ACCOUNT_CONCURRENCY} minus the API's reserved {reserved})"
             if reserved

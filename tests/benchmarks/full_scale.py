@@ -185,7 +185,7 @@ def one_run(
     return {
         "label": label,
         "curve": curve(points),
-        "seconds_to_1000": seconds_to(points, 1000),
+        "seconds_to_1000": seconds_to(points, full_scale.ACCOUNT_CONCURRENCY),
         "peak_batches": max((v for _, v in points), default=None),
         "peaks": asdict(sampler.peaks),
         "accepted": integrity["accepted"],
@@ -215,7 +215,8 @@ def print_run(figures: dict[str, Any]) -> None:
     to_1000 = figures["seconds_to_1000"]
     print(
         f"  time to 1,000 batches: {'not reached' if to_1000 is None else f'{to_1000:.0f} s'} "
-        f"(AWS: {(1000 - 5) * 60 / 300:.0f} s); peak {figures['peak_batches']}"
+        f"(AWS: {full_scale.seconds_to_reach(full_scale.ACCOUNT_CONCURRENCY):.0f} s); "
+        f"peak {figures['peak_batches']}"
     )
     print(
         f"  environments: up to {peaks['environments']}, peak Pss together "
