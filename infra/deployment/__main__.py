@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = Settings.from_env()
         if args.command == "deploy":
-            deployment = pipeline.deploy(
-                cfg, stage=args.stage, database_proxy=args.database_proxy
-            )
+            deployment = pipeline.deploy(cfg, stage=args.stage, database_proxy=args.database_proxy)
             print_deployment(deployment)
             return 0
         if args.command == "full-scale-demo":

@@ -29,7 +29,7 @@ CHECKS = textwrap.dedent(
     stock = CloudwatchDatabase.get_metric_data_stat
     cloudwatch_queries.query_metric_data_once_per_metric()
     cloudwatch_queries.answer_extended_statistics()
-    cloudwatch_queries.store_value_lists_as_statistic_sets()
+    cloudwatch_queries.store_metric_data_in_one_transaction()
     patched = {p.name for p in Patch.applied_patches}
     expected = {"get_metric_data_stat", "get_metric_data", "get_metric_statistics",
                 "add_metric_data"}
@@ -49,6 +49,8 @@ CHECKS = textwrap.dedent(
                 values = [rng.choice([0.5, 1, 3, 8]) for _ in range(rng.randint(1, 3))]
                 counts = [rng.randint(1, 3) for _ in values]
                 data.append({**datum, "Values": values, "Counts": counts})
+            if rng.random() < 0.3:
+                data.append({**datum, "Value": rng.choice([2, 5])})
             if rng.random() < 0.4:
                 data.append({**datum, "StatisticValues": {
                     "SampleCount": 3, "Sum": 9.5, "Minimum": 0.5, "Maximum": 6}})

@@ -73,7 +73,10 @@ CHECKS = textwrap.dedent(
     with sqlite3.connect(database.METRICS_DB) as connection:
         indexes = {row[1] for row in connection.execute("PRAGMA index_list(SINGLE_METRICS)")}
         indexes |= {row[1] for row in connection.execute("PRAGMA index_list(AGGREGATED_METRICS)")}
+        # a thousand environments' PutMetricData: no fsync per commit (metrics_database)
+        journal_mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
     assert set(service_metrics.TIME_INDEXES) <= indexes, indexes
+    assert journal_mode == "wal", journal_mode
     service_metrics.match_metric_dimensions_exactly()
     assert database._get_ordered_dimensions_with_separator(
         [{"Name": "QueueName", "Value": "tasks"}], for_search=True) == "%QueueName=tasks\\t%"

@@ -13,7 +13,8 @@ other CloudWatch seams, dimension match and time index, are in `service_metrics`
   per counted sample (a counter of 500 a second: 500 rows a second, which every read of it
   scans again). Each distinct value is stored instead as a statistic set of its count with
   Minimum = Maximum = the value: the same Sum, Average, Minimum, Maximum and SampleCount, and
-  the same percentiles (AWS computes them from sets whose Minimum equals Maximum).
+  the same percentiles (AWS computes them from sets whose Minimum equals Maximum). And it
+  commits once per datum; here a call's rows go in in one transaction (`metrics_database`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from localstack.runtime import hooks
 
+from localcloud_ext import metrics_database
 from localcloud_ext.metric_statistics import (
     Statistic,
     UnsupportedStatistic,
@@ -40,7 +42,6 @@ from localcloud_ext.metric_statistics import (
     window_end,
 )
 from localcloud_ext.seams import SeamMoved, require_parameters
-from localcloud_ext.service_metrics import AGGREGATED_INSERT
 
 # stat -> (aggregate over the rows' `value` (raw value or the statistic set's column) and `count`
 # (1 or the set's sample count), that column), as LocalStack's STAT_TO_SQLITE_AGGREGATION_FUNC
@@ -319,7 +320,7 @@ def answer_extended_statistics() -> None:
 
 
 @hooks.on_infra_start()  # type: ignore[untyped-decorator]
-def store_value_lists_as_statistic_sets() -> None:
+def store_metric_data_in_one_transaction() -> None:
     from localstack.services.cloudwatch.cloudwatch_database_helper import CloudwatchDatabase
     from localstack.utils.patch import patch
 
@@ -333,35 +334,30 @@ def store_value_lists_as_statistic_sets() -> None:
 
     @patch(CloudwatchDatabase.add_metric_data)  # type: ignore[untyped-decorator]
     def add_metric_data(
-        stock: Any, self: Any, account_id: str, region: str, namespace: str, metric_data: Any
+        _stock: Any, self: Any, account_id: str, region: str, namespace: str, metric_data: Any
     ) -> None:
-        stored_as_is, sets = [], []
+        single, aggregated = [], []
         for datum in metric_data:
-            if (
-                datum.get("Value") is None
-                and datum.get("Values")
-                and not datum.get("StatisticValues")
-            ):
-                sets += statistic_set_rows(self, account_id, region, namespace, datum)
-            else:
-                stored_as_is.append(datum)
-        if stored_as_is:
-            stock(self, account_id, region, namespace, stored_as_is)
-        if sets:
-            with self.DATABASE_LOCK, sqlite3.connect(self.METRICS_DB) as connection:
-                insert = AGGREGATED_INSERT.format(table=self.TABLE_AGGREGATED_METRICS)
-                connection.executemany(insert, sets)
-            connection.close()
+            row = datum_row(self, account_id, region, namespace, datum)
+            if datum.get("Value") is not None:
+                single.append((*row, datum["Value"]))
+            elif datum.get("Values"):
+                aggregated += statistic_set_rows(row, datum)
+            if stats := datum.get("StatisticValues"):
+                aggregated.append(
+                    (*row, stats["SampleCount"], stats["Sum"], stats["Minimum"], stats["Maximum"])
+                )
+        metrics_database.insert_rows(self, single, aggregated)
 
 
-def statistic_set_rows(
+def datum_row(
     database: Any, account_id: str, region: str, namespace: str, datum: Any
-) -> list[tuple[Any, ...]]:
-    """AGGREGATED_METRICS rows for a datum's Values/Counts: one per distinct value. Timestamp
-    and dimensions as LocalStack's own add_metric_data stores them (now when there is none)."""
+) -> tuple[Any, ...]:
+    """The columns every row of a datum shares. Timestamp and dimensions as LocalStack's own
+    add_metric_data stores them (now when there is none)."""
     timestamp = datum.get("Timestamp")
     moment = database._convert_timestamp_to_unix(timestamp) if timestamp else int(time.time())
-    row = (
+    return (
         account_id,
         region,
         datum.get("MetricName"),
@@ -371,6 +367,10 @@ def statistic_set_rows(
         datum.get("Unit"),
         datum.get("StorageResolution"),
     )
+
+
+def statistic_set_rows(row: tuple[Any, ...], datum: Any) -> list[tuple[Any, ...]]:
+    """AGGREGATED_METRICS rows for a datum's Values/Counts: one per distinct value."""
     return [
         (*row, count, value * count, value, value)
         for value, count in value_counts(datum["Values"], datum.get("Counts"))

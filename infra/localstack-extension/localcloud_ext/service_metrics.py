@@ -22,7 +22,8 @@ Seams, each checked before it is patched (tests/integration/test_service_metrics
   with `LIKE '%QueueName=tasks%'`, which also matches `tasks-dlq`; we end the value with its tab
   separator so that a query reads exactly its own series.
 - `CloudwatchDatabase.__init__`: also indexes the metric tables by time, so that Period=1
-  queries cost what their window holds, not the whole history.
+  queries cost what their window holds, not the whole history, and puts the database in WAL
+  mode (`metrics_database`), so that a thousand environments' PutMetricData keep up.
 - `CloudwatchDatabase.get_metric_data_stat` and `CloudwatchProvider.get_metric_statistics`
   (one query per metric, percentiles): in `cloudwatch_queries`, which checks its own seams.
 """
@@ -40,6 +41,7 @@ from typing import Any, Protocol
 
 from localstack.runtime import hooks
 
+from localcloud_ext import metrics_database
 from localcloud_ext.metrics_aggregation import (
     COUNT,
     SECONDS,
@@ -276,6 +278,7 @@ def index_metrics_by_time() -> None:
     @patch(CloudwatchDatabase.__init__)  # type: ignore[untyped-decorator]
     def init(init: Any, self: CloudwatchDatabase) -> None:
         init(self)  # creates the tables unless the database exists
+        metrics_database.use_write_ahead_log(self)
         with self.DATABASE_LOCK, sqlite3.connect(self.METRICS_DB) as connection:
             for name, table in TIME_INDEXES.items():
                 connection.execute(
@@ -303,17 +306,6 @@ class InternalClientSink:
             aws_access_key_id=destination.account_id, region_name=destination.region
         ).cloudwatch
         client.put_metric_data(Namespace=destination.namespace, MetricData=call.datums)
-
-
-SINGLE_INSERT = (
-    "INSERT INTO {table} (account_id, region, metric_name, namespace, timestamp, dimensions,"
-    " unit, storage_resolution, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-AGGREGATED_INSERT = (
-    "INSERT INTO {table} (account_id, region, metric_name, namespace, timestamp, dimensions,"
-    " unit, storage_resolution, sample_count, sum, min, max)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 class CloudwatchStoreSink:
@@ -344,14 +336,7 @@ class CloudwatchStoreSink:
                 )
             else:
                 single.append((*row, datum["Value"]))
-        with database.DATABASE_LOCK, sqlite3.connect(database.METRICS_DB) as connection:
-            if single:
-                table = database.TABLE_SINGLE_METRICS
-                connection.executemany(SINGLE_INSERT.format(table=table), single)
-            if aggregated:
-                table = database.TABLE_AGGREGATED_METRICS
-                connection.executemany(AGGREGATED_INSERT.format(table=table), aggregated)
-        connection.close()
+        metrics_database.insert_rows(database, single, aggregated)
 
 
 def choose_sink() -> MetricsSink:
