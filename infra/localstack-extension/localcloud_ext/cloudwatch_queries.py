@@ -20,7 +20,6 @@ other CloudWatch seams, dimension match and time index, are in `service_metrics`
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,23 +132,13 @@ def metric_data_stat(
         rows = _percentile_rows(database, sql, parameters)
         points = percentiles_by_bucket(rows, statistic.percentile)
     elif statistic.name == "Average":
-        points = [
-            (bucket, total / count) for bucket, total, count in _read(database, sql, parameters)
-        ]
+        rows = metrics_database.read_rows(database, sql, parameters)
+        points = [(bucket, total / count) for bucket, total, count in rows]
     else:
-        points = [(bucket, value) for bucket, value, _ in _read(database, sql, parameters)]
+        rows = metrics_database.read_rows(database, sql, parameters)
+        points = [(bucket, value) for bucket, value, _ in rows]
     descending = scan_by is None or scan_by == ScanBy.TimestampDescending
     return in_scan_order(points, descending)
-
-
-def _read(database: Any, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-    with (
-        database.DATABASE_LOCK,
-        sqlite3.connect(database.METRICS_DB_READ_ONLY, uri=True) as connection,
-    ):
-        rows = connection.execute(sql, parameters).fetchall()
-    connection.close()
-    return rows
 
 
 # The rows percentiles are ranked from, per query, shared by the percentiles of one request:
@@ -174,10 +163,10 @@ def shared_percentile_rows() -> Iterator[None]:
 def _percentile_rows(database: Any, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
     shared = _PERCENTILE_ROWS.get()
     if shared is None:
-        return _read(database, sql, parameters)
+        return metrics_database.read_rows(database, sql, parameters)
     key = (sql, parameters)
     if key not in shared:
-        shared[key] = _read(database, sql, parameters)
+        shared[key] = metrics_database.read_rows(database, sql, parameters)
     return shared[key]
 
 

@@ -12,7 +12,9 @@ Here the database keeps a write-ahead log with `synchronous=NORMAL`: a commit ap
 without an fsync (0.3 ms measured with one), and what is committed survives LocalStack being
 killed; only an OS crash can lose the last commits, of an emulator's metrics. All the rows of one
 PutMetricData go in in one transaction, on one connection kept per database, used under the
-database's lock (readers in WAL mode see the last commit and never wait on the log).
+database's lock. Our queries read without that lock: in WAL mode a reader sees the last commit
+and neither waits for the writer nor holds it up. (Under the lock, one alarm evaluation reading
+a 30,000-task run's metrics held 940 PutMetricData calls waiting behind it.)
 """
 
 from __future__ import annotations
@@ -66,3 +68,11 @@ def _writer(database: Any) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous=NORMAL")
         setattr(database, WRITER_ATTRIBUTE, connection)
     return connection
+
+
+def read_rows(database: Any, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+    """The rows of one query, on a read-only connection of its own, without the lock."""
+    with sqlite3.connect(database.METRICS_DB_READ_ONLY, uri=True) as connection:
+        rows = connection.execute(sql, parameters).fetchall()
+    connection.close()
+    return rows
