@@ -42,4 +42,3 @@ def test_every_declared_entry_point_names_a_definition_of_its_module() -> None:
         if attribute not in top_level_names(module):
             missing.append(f"{group}: {name} = {target}")
     assert not missing, missing
-

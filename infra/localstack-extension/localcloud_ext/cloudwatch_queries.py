@@ -131,12 +131,12 @@ def metric_data_stat(
     if statistic.percentile is not None:
         rows = _percentile_rows(database, sql, parameters)
         points = percentiles_by_bucket(rows, statistic.percentile)
-    elif statistic.name == "Average":
-        rows = metrics_database.read_rows(database, sql, parameters)
-        points = [(bucket, total / count) for bucket, total, count in rows]
     else:
         rows = metrics_database.read_rows(database, sql, parameters)
-        points = [(bucket, value) for bucket, value, _ in rows]
+        if statistic.name == "Average":
+            points = [(bucket, total / count) for bucket, total, count in rows]
+        else:
+            points = [(bucket, value) for bucket, value, _ in rows]
     descending = scan_by is None or scan_by == ScanBy.TimestampDescending
     return in_scan_order(points, descending)
 
