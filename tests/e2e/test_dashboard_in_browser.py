@@ -27,7 +27,12 @@ from tests.polling import wait_for
 # Room to climb: from 5 batches at once to 20 at AWS's 300 a minute takes 3 s, seen as
 # "scaling up" by a page that polls every 2 s.
 MAX_CONCURRENCY = 20
-TASKS = 600
+# Five waves of 20 batches of 10 half-second tasks: the plateau outlasts the page's 10-s "rising"
+# window by about 10 s, so "draining" shows while batches still run (with three 3-s waves the
+# burst could end inside that window and the page go from "scaling up" straight to "idle").
+TASKS = 1000
+SLEEP_MS = 500
+RATE = 250  # tasks a second, for 4 s
 WCAG_AA_TEXT_CONTRAST = 4.5
 
 
@@ -144,10 +149,10 @@ def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstRes
     settings = BurstSettings(
         profile="steady",
         count=TASKS,
-        rate=150,
-        duration=4,
+        rate=RATE,
+        duration=TASKS // RATE,
         task_type="sleep",
-        payload_options={"sleep_ms": 300},
+        payload_options={"sleep_ms": SLEEP_MS},
         batch=50,
         threads=8,
         max_seconds=30,
@@ -160,7 +165,9 @@ def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstRes
     page.page.evaluate("window.__statesSeen = []; window.__statesDetail = []")
     worker.start()
     shot = False
-    while worker.is_alive():
+    # The page lags CloudWatch by up to a poll: keep watching until it, too, says idle.
+    settled_by: float | None = None
+    while True:
         state = page.state()
         page.page.evaluate(
             "(s) => { const seen = window.__statesSeen; "
@@ -175,6 +182,10 @@ def burst_while_watching(stage: Stage, page: WatchedPage, out: Path) -> BurstRes
             page.screenshot("dashboard-burst-dark.png")
             page.page.emulate_media(color_scheme="light")
             shot = True
+        if not worker.is_alive():
+            settled_by = settled_by or time.monotonic() + 30
+            if state == "idle" or time.monotonic() > settled_by:
+                break
         time.sleep(0.25)
     worker.join()
     points = page.points()
