@@ -203,8 +203,15 @@ def deploy(
         # A restarted LocalStack kept nothing of what Chalice recorded: deploy afresh.
         logger.info("forgetting %s: it describes an earlier LocalStack", deployed_record)
         deployed_record.unlink()
+    if deployed_record.exists():
+        snapstart.hand_back_mappings(
+            client_for_running(running, "lambda"), json.loads(deployed_record.read_text())
+        )
     with _step(timings, f"chalice deploy --stage {stage}"):
         deployed = chalice_stage.deploy_stage(running, project, stage)
+    snapstart.remove_stray_mappings(
+        client_for_running(running, "lambda"), deployed.event_source_mappings[WORKER]
+    )
 
     with _step(timings, "API key and usage plan of the write routes"):
         access = api_access.ensure_api_access(
