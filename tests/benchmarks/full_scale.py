@@ -107,6 +107,19 @@ class Sampler:
                     peaks.environments = max(peaks.environments, memory.environments)
 
 
+# PostgreSQL's own words when max_connections is reached (one line per refused connection).
+TOO_MANY_CLIENTS = "sorry, too many clients already"
+
+
+def refused_connections(pg_log: Path) -> int:
+    """How many connections PostgreSQL has refused for max_connections, by its log."""
+    try:
+        with pg_log.open(errors="replace") as log:
+            return sum(TOO_MANY_CLIENTS in line for line in log)
+    except FileNotFoundError:
+        return 0
+
+
 MAPPING_GAUGE = "esm_concurrent_batches"  # the burst's name for the mapping's own gauge
 
 
@@ -175,11 +188,13 @@ def one_run(
             int(cloud.running["localstack"]["pid"]),
             database.conninfo(cloud.running),
         )
+        refused_before = refused_connections(cloud.settings.pg_log)
         with sampler:
             try:
                 result = run_burst(stage.target(), settings)
             except Exception as error:  # LocalStack stopped answering: still print what was seen
                 return {"label": label, "error": repr(error)[:300], "peaks": asdict(sampler.peaks)}
+    refused = refused_connections(cloud.settings.pg_log) - refused_before
     integrity = result.report["integrity"]
     points = mapping_batches(result)
     return {
@@ -188,6 +203,8 @@ def one_run(
         "seconds_to_1000": seconds_to(points, full_scale.ACCOUNT_CONCURRENCY),
         "peak_batches": max((v for _, v in points), default=None),
         "peaks": asdict(sampler.peaks),
+        "refused_connections": refused,
+        "report": str(result.json_path),
         "accepted": integrity["accepted"],
         "lost": len(integrity["lost"]),
         "duplicated": len(integrity["duplicated"]),
@@ -226,7 +243,11 @@ def print_run(figures: dict[str, Any]) -> None:
         f"  LocalStack: peak RSS {peaks['localstack_rss_mb']:.0f} MB, peak CPU "
         f"{peaks['localstack_cpu_percent']:.0f} % (of one core)"
     )
-    print(f"  PostgreSQL server-side connections: peak {peaks['database_connections']}")
+    print(
+        f"  PostgreSQL server-side connections: peak {peaks['database_connections']}; "
+        f"refused for max_connections: {figures['refused_connections']}"
+    )
+    print(f"  drain: {figures['drain_seconds']} s; the burst's report: {figures['report']}")
     print(
         f"  tasks: accepted {figures['accepted']}, lost {figures['lost']}, duplicated "
         f"{figures['duplicated']}; integrity {'OK' if figures['integrity_ok'] else 'FAILED'}"
