@@ -267,12 +267,40 @@ def test_when_the_backlog_ends_the_threads_are_those_in_flight_and_at_most_one_w
     mapping.loop.start()
     try:
         eventually(lambda: mapping.poller.in_flight == 5, "five batches in flight")
-        # at most one thread besides the busy five: the others, waiting, were woken to retire
-        eventually(lambda: len(mapping.poller.threads()) <= 6, "the idle surplus retired")
-        assert mapping.poller.policy.target <= 6
+        # one thread besides the busy five, waiting on the queue: the others were woken to retire
+        eventually(lambda: len(mapping.poller.threads()) == 6, "the idle surplus retired")
+        assert mapping.poller.policy.target == 6
     finally:
         release.set()
         mapping.stop()
+
+
+def test_messages_that_arrive_during_a_long_first_batch_start_batches_of_their_own(
+    queue: FakeQueue,
+) -> None:
+    # A spike's first messages go to the idle thread, whose batch then runs for long; the
+    # threads added for it find the queue empty before the rest of the spike arrives.
+    mapping = Mapping(FakeStockPoller(queue, batch_size=1), maximum=50)
+    release = threading.Event()
+    mapping.stock.invoke = lambda bodies: release.wait(WAIT_SECONDS)
+    mapping.loop.start()
+    try:
+        eventually(lambda: queue.waits == 1, "the idle thread waiting on the queue")
+        queue.send("first")
+        eventually(lambda: mapping.poller.in_flight == 1, "the first batch in flight")
+        # a thread waits on the queue again (the siblings that found nothing retire without)
+        eventually(lambda: queue.waits > 1, "a thread waiting beside the batch")
+        assert len(mapping.poller.threads()) == 2
+        queue.send("second", "third")
+        eventually(lambda: mapping.poller.in_flight == 3, "the later messages in batches too")
+    finally:
+        release.set()
+        mapping.stop()
+    assert sorted(b for batch in mapping.stock.batches for b in batch) == [
+        "first",
+        "second",
+        "third",
+    ]
 
 
 def test_batches_in_flight_when_the_mapping_stops_finish(queue: FakeQueue) -> None:

@@ -83,7 +83,7 @@ def test_the_backlog_ends_with_a_short_or_empty_poll() -> None:
     backlog_for_seconds_without_polls(p, 0.05, 3.0)
     assert p.target == 5
     p.messages_received(3.1, full=True)
-    p.poll_came_back_empty(3.15, active=5)
+    p.poll_came_back_empty(3.15, active=5, in_flight=3)
     backlog_for_seconds_without_polls(p, 3.15, 3.0)
     assert p.target == 4
 
@@ -108,9 +108,9 @@ def test_empty_polls_scale_back_down_one_poller_each_to_a_single_idle_poller() -
     backlog_for(p, 0.0, 5.0)
     assert p.target == 10
     for expected in range(9, 0, -1):
-        p.poll_came_back_empty(6.0, active=10)
+        p.poll_came_back_empty(6.0, active=10, in_flight=0)
         assert p.target == expected
-    p.poll_came_back_empty(6.0, active=1)
+    p.poll_came_back_empty(6.0, active=1, in_flight=0)
     assert p.target == 1
 
 
@@ -120,10 +120,29 @@ def test_an_empty_poll_brings_the_target_down_to_the_batches_in_flight_and_one_p
     backlog_for(p, 0.0, 3.0)
     assert p.target == 305
     # the backlog ended: 100 batches still run, and this poller found nothing
-    p.poll_came_back_empty(3.1, active=101)
+    p.poll_came_back_empty(3.1, active=101, in_flight=100)
     assert p.target == 101
-    p.poll_came_back_empty(3.2, active=1)
+    p.poll_came_back_empty(3.2, active=1, in_flight=0)
     assert p.target == 1
+
+
+def test_empty_polls_leave_a_poller_beside_the_batches_in_flight() -> None:
+    # A spike's first batch went to the idle poller; its four new siblings find the queue
+    # empty, one after another, before the rest of the spike arrives.
+    p = policy(maximum=1000)
+    p.messages_received(0.0, full=True)
+    assert p.target == 5
+    for active in (5, 4, 3, 2):
+        p.poll_came_back_empty(0.1, active=active, in_flight=1)
+    assert p.target == 2  # the batch and one poller waiting on the queue
+
+
+def test_at_the_maximum_no_poller_waits_beside_the_batches() -> None:
+    p = policy(maximum=10)
+    p.messages_received(0.0, full=True)
+    backlog_for(p, 0.0, 5.0)
+    p.poll_came_back_empty(6.0, active=10, in_flight=10)
+    assert p.target == 10
 
 
 def test_a_throttle_removes_a_poller_and_pauses_the_growth() -> None:
@@ -189,7 +208,9 @@ class SimulatedMapping:
                 self.policy.messages_received(now, full=taken == self.batch_size)
                 self.busy_until[index] = now + self.batch_seconds
             else:
-                self.policy.poll_came_back_empty(now, active=self.in_flight(now) + 1)
+                self.policy.poll_came_back_empty(
+                    now, active=self.in_flight(now) + 1, in_flight=self.in_flight(now)
+                )
         in_flight = self.in_flight(now)
         self.max_in_flight = max(self.max_in_flight, in_flight)
         self.timeline.append((now, self.policy.target, in_flight))

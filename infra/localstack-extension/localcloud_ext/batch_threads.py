@@ -236,7 +236,9 @@ class ScalingSqsPoller:
         if not messages:
             with self._lock:
                 active = len(self._threads) - self._waiting
-                self.policy.poll_came_back_empty(received_at, active=active)
+                self.policy.poll_came_back_empty(
+                    received_at, active=active, in_flight=self.in_flight
+                )
                 surplus = len(self._threads) > self.policy.target
             if surplus:  # threads waiting on the queue look again, and the surplus retires
                 self._waiter.wake_waiters(self._sqs.queue_url)

@@ -82,13 +82,18 @@ class ScalingPolicy:
             self._scale_up_credit = 0.0
         self._backlog = full
 
-    def poll_came_back_empty(self, now: float, *, active: int) -> None:
+    def poll_came_back_empty(self, now: float, *, active: int, in_flight: int) -> None:
         """The queue had nothing: the backlog is over. One poller fewer, and none beyond the
         `active` ones (running a batch or polling, the one that found nothing included): idle
         pollers wait on the queue as a long poll does, so they would not poll again, one by
-        one, to bring the target down."""
+        one, to bring the target down. Never fewer than the `in_flight` batches and an idle
+        poller besides them: AWS's pollers keep polling while its invocations run, so messages
+        that arrive during a long batch start batches of their own. (Without that floor, the
+        first batch of a spike, taken by the idle poller, left its four new siblings an empty
+        queue; they retired one by one, and 9,990 messages then waited 50 s for that batch.)"""
         self._backlog = False
-        self.target = max(self.limits.idle, min(self.target - 1, active))
+        floor = max(self.limits.idle, min(in_flight + self.limits.idle, self.limits.maximum))
+        self.target = max(floor, min(self.target - 1, active))
 
     def throttled(self, now: float) -> None:
         self.target = max(self.limits.idle, self.target - 1)
