@@ -5,10 +5,10 @@ adapter does on moto's CloudWatch, so the dashboard's queries read either."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -176,9 +176,7 @@ def per_metric(found: dict[tuple[str, str, int], list[float]]) -> dict[tuple[str
     values: dict[tuple[str, str], list[float]] = defaultdict(list)
     for (name, unit, _), some in found.items():
         values[(name, unit)] += some
-    return {
-        key: len(v) if key[0] == "EndToEndLatency" else sorted(v) for key, v in values.items()
-    }
+    return {key: len(v) if key[0] == "EndToEndLatency" else sorted(v) for key, v in values.items()}
 
 
 def run_a_worker_batch(metrics: Metrics) -> None:
@@ -220,7 +218,8 @@ def test_every_metrics_sink_a_stage_may_name_has_an_adapter() -> None:
 def test_the_stages_metrics_sink_chooses_the_adapter(
     sink: str, adapter: type[Metrics], cloudwatch: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {**SETTINGS, "METRICS_SINK": sink, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    environment = {**SETTINGS, "METRICS_SINK": sink, "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
 
     deps = Dependencies(Logger(service="test"))
