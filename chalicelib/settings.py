@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 from chalicelib.errors import SettingMissing
 
@@ -50,6 +51,8 @@ WORKER_MAX_CONCURRENCY = "WORKER_MAX_CONCURRENCY"
 # Set in .chalice/config.json per stage; Powertools' standard names (its Logger reads the second).
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+# Set in .chalice/config.json per stage: how the app's metrics reach CloudWatch (MetricsSink).
+METRICS_SINK = "METRICS_SINK"
 
 FROM_STACK_OUTPUTS = (
     "deploy with scripts/deploy, which sets it in .chalice/config.json from the infrastructure "
@@ -83,6 +86,26 @@ def _int(
     if not low <= value <= high:
         raise SettingMissing(f"{name}={value}: must be between {low} and {high}")
     return value
+
+
+class MetricsSink(Enum):
+    """How the app's metrics reach CloudWatch; the adapters are chosen in chalicelib/wiring.py."""
+
+    # PutMetricData calls, batched (chalicelib/cloudwatch_metrics.py): works wherever the
+    # CloudWatch API does, the local cloud included.
+    PUT_METRIC_DATA = "put_metric_data"
+    # Embedded Metric Format log lines through Powertools (chalicelib/emf_metrics.py): no API
+    # call at all, CloudWatch Logs extracts the metrics on AWS; LocalStack does not.
+    EMF = "emf"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MetricsSink:
+        raw = _required(env, METRICS_SINK, FROM_STAGE_CONFIG)
+        try:
+            return cls(raw)
+        except ValueError:
+            names = ", ".join(sink.value for sink in cls)
+            raise SettingMissing(f"{METRICS_SINK}={raw!r}: must be one of {names}") from None
 
 
 @dataclass(frozen=True)
@@ -150,6 +173,7 @@ class Settings:
     worker_function_name: str
     mapping_metrics_namespace: str  # "" where the platform publishes no mapping gauges
     retry_backoff: Backoff
+    metrics_sink: MetricsSink
     api_function_name: str = ""  # "" where unknown: no API series
     database_instance: str = ""  # "" where unknown: no database series
     database_proxy_name: str = ""  # "" where the functions reach the database directly
@@ -171,6 +195,7 @@ class Settings:
             worker_function_name=_required(env, WORKER_FUNCTION_NAME),
             mapping_metrics_namespace=_present(env, EVENT_SOURCE_MAPPING_METRICS_NAMESPACE),
             retry_backoff=Backoff.from_env(env),
+            metrics_sink=MetricsSink.from_env(env),
             api_function_name=env.get(API_FUNCTION_NAME, ""),
             database_instance=env.get(DATABASE_INSTANCE_IDENTIFIER, ""),
             database_proxy_name=env.get(DATABASE_PROXY_NAME, ""),

@@ -4,6 +4,7 @@ environment. Tests assign their own objects to the attributes (they are cached p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -14,11 +15,12 @@ from botocore.config import Config
 from chalicelib.cloudwatch_metrics import CLIENT_CONFIG, CloudWatchMetrics
 from chalicelib.cold_start import ColdStartRecorder
 from chalicelib.dashboard import DashboardService
+from chalicelib.emf_metrics import EmfMetrics
 from chalicelib.ports import Metrics, ReceivedMessages, TaskQueue, TaskStore
 from chalicelib.postgres_store import PostgresTaskStore, conninfo_from_secret, read_secret
 from chalicelib.reconciler import Reconciler
 from chalicelib.service import TaskService
-from chalicelib.settings import Settings
+from chalicelib.settings import MetricsSink, Settings
 from chalicelib.sqs_queue import SqsReceivedMessages, SqsTaskQueue
 from chalicelib.task_types import TaskRunner
 from chalicelib.worker import Worker
@@ -105,6 +107,9 @@ class Dependencies:
     @cached_property
     def metrics(self) -> Metrics:
         # One per process: a function is either the API or the worker.
+        return METRICS_SINKS[self.settings.metrics_sink](self)
+
+    def _put_metric_data_metrics(self) -> Metrics:
         s = self.settings
         return CloudWatchMetrics(
             self.cloudwatch,
@@ -112,6 +117,10 @@ class Dependencies:
             s.metric_dimensions,
             min_flush_interval_s=METRICS_FLUSH_INTERVAL_S,
         )
+
+    def _emf_metrics(self) -> Metrics:
+        # No client: the lines go to stdout, and Lambda ships them to CloudWatch Logs.
+        return EmfMetrics(self.settings.metrics_namespace, self.settings.metric_dimensions)
 
     @cached_property
     def cold_start(self) -> ColdStartRecorder:
@@ -148,3 +157,10 @@ class Dependencies:
     @cached_property
     def reconciler(self) -> Reconciler:
         return Reconciler(self.store, self.queue, self.settings.retry_backoff)
+
+
+# The stage's METRICS_SINK -> the adapter it builds: one entry per MetricsSink.
+METRICS_SINKS: dict[MetricsSink, Callable[[Dependencies], Metrics]] = {
+    MetricsSink.PUT_METRIC_DATA: Dependencies._put_metric_data_metrics,
+    MetricsSink.EMF: Dependencies._emf_metrics,
+}

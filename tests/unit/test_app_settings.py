@@ -12,6 +12,7 @@ from chalicelib.settings import (
     Backoff,
     DashboardAccess,
     DatabaseEndpoint,
+    MetricsSink,
     Settings,
     WorkerTrigger,
 )
@@ -35,6 +36,7 @@ FROM_STAGE_CONFIG = {
     "POWERTOOLS_SERVICE_NAME": "serverless-scaling",
     "TASK_RETRY_BACKOFF_BASE_SECONDS": "1",
     "TASK_RETRY_BACKOFF_MAX_SECONDS": "30",
+    "METRICS_SINK": "put_metric_data",
 }
 SETTINGS = {**FROM_DEPLOY, **FROM_STAGE_CONFIG}
 TRIGGER = {
@@ -60,6 +62,7 @@ def test_settings_read_from_the_environment() -> None:
         "app-local-worker",
         "",
         Backoff(base_s=1, max_s=30),
+        MetricsSink.PUT_METRIC_DATA,
     )
     assert WorkerTrigger.from_env(TRIGGER) == WorkerTrigger("tasks", 10, 0, 10)
 
@@ -94,6 +97,13 @@ def test_the_local_stage_sets_the_metrics_settings() -> None:
 
     assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "ServerlessScaling"
     assert environment["POWERTOOLS_SERVICE_NAME"]
+
+
+def test_the_metrics_sink_is_one_the_app_has_and_the_error_lists_them() -> None:
+    assert Settings.from_env({**SETTINGS, "METRICS_SINK": "emf"}).metrics_sink is MetricsSink.EMF
+
+    with pytest.raises(SettingMissing, match="METRICS_SINK='cloudwatch': must be one of put_"):
+        Settings.from_env({**SETTINGS, "METRICS_SINK": "cloudwatch"})
 
 
 @pytest.mark.parametrize(

@@ -192,6 +192,7 @@ def app_settings(cloud: Cloud) -> Settings:
             "DATABASE_PROXY_ENDPOINT": "",
             "TASK_RETRY_BACKOFF_BASE_SECONDS": "1",
             "TASK_RETRY_BACKOFF_MAX_SECONDS": "30",
+            "METRICS_SINK": "put_metric_data",
         }
     )
 
