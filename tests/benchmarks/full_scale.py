@@ -107,15 +107,19 @@ class Sampler:
                     peaks.environments = max(peaks.environments, memory.environments)
 
 
-# PostgreSQL's own words when max_connections is reached (one line per refused connection).
-TOO_MANY_CLIENTS = "sorry, too many clients already"
+# PostgreSQL's own words when max_connections is reached (one line per refused connection):
+# past max_connections, and past it less the slots kept for superusers.
+REFUSED_FOR_MAX_CONNECTIONS = (
+    "sorry, too many clients already",
+    "remaining connection slots are reserved",
+)
 
 
 def refused_connections(pg_log: Path) -> int:
     """How many connections PostgreSQL has refused for max_connections, by its log."""
     try:
         with pg_log.open(errors="replace") as log:
-            return sum(TOO_MANY_CLIENTS in line for line in log)
+            return sum(any(words in line for words in REFUSED_FOR_MAX_CONNECTIONS) for line in log)
     except FileNotFoundError:
         return 0
 
