@@ -105,14 +105,18 @@ def healthy(cfg: Settings, server: str) -> bool:
     return database_proxy.accepts_connections(cfg)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localcloud.container")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("localstack", help="become LocalStack (with the extension)")
     sub.add_parser("pgbouncer", help="become PgBouncer, the database proxy")
     health = sub.add_parser("health", help="exit 0 when the server answers")
     health.add_argument("server", choices=["localstack", "pgbouncer"])
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     cfg = Settings.from_env()
     if args.command == "health":
         return 0 if healthy(cfg, args.server) else 1
