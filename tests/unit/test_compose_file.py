@@ -22,6 +22,7 @@ from localcloud.settings import (
     DEFAULT_PG_PORT,
     DEFAULT_PORT,
     DEFAULT_PROXY_PORT,
+    LOCALSTACK_REQUIREMENT,
     PG_MAX_CONNECTIONS,
     Settings,
 )
@@ -237,6 +238,8 @@ def test_one_image_built_from_the_dockerfile_serves_localstack_and_the_proxy(
         }
     )
     assert raw["services"]["postgres"]["image"].startswith("postgres:16")
+    # the image's tag names the LocalStack it holds (a new pin: a new tag, not a stale image)
+    assert localstack["image"].endswith(LOCALSTACK_REQUIREMENT.split("==")[1])
 
 
 def test_the_file_says_what_the_official_image_would_need() -> None:
