@@ -1,4 +1,8 @@
-"""``scripts/localcloud up | down | status | logs`` (run with the tools venv)."""
+"""``scripts/localcloud up | down | status | logs`` (run with the tools venv).
+
+``LOCALCLOUD_RUNTIME`` chooses who runs the servers: host processes (``localcloud.control``, the
+default) or containers (``localcloud.compose``); each has its own row of commands below.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from localcloud import control, localstack
-from localcloud.settings import Settings, SettingsError
+from localcloud import compose, control, localstack
+from localcloud.settings import Runtime, Settings, SettingsError
 
 
 def _print_endpoints(cfg: Settings, data: dict[str, object]) -> None:
@@ -123,9 +127,100 @@ def cmd_logs(cfg: Settings, which: str, follow: bool, lines: int) -> int:
     return 0
 
 
+# --- the local cloud as containers (LOCALCLOUD_RUNTIME=docker) -----------------------------
+
+
+def cmd_up_docker(cfg: Settings) -> int:
+    try:
+        result = compose.up(cfg)
+    except control.UpError as e:
+        print(f"up failed: {e}", file=sys.stderr)
+        print(
+            "containers that started are left for a look: `scripts/localcloud status`, "
+            "`scripts/localcloud logs`, then `scripts/localcloud down`",
+            file=sys.stderr,
+        )
+        return 1
+    state = "already running" if result.already_running else f"up in {result.seconds:.1f} s"
+    print(f"local cloud (containers, project {cfg.compose_project}) {state}:")
+    print(json.dumps({k: v for k, v in result.endpoints.items() if k != "version"}, indent=2))
+    print(f"endpoints: {cfg.endpoints_file}")
+    print("logs:      scripts/localcloud logs [-f] [postgres|pgbouncer]")
+    print(
+        f"AWS:       AWS_ENDPOINT_URL={cfg.localstack_url} AWS_DEFAULT_REGION={cfg.region} "
+        "AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
+    )
+    print("stop with: LOCALCLOUD_RUNTIME=docker scripts/localcloud down")
+    return 0
+
+
+def cmd_down_docker(cfg: Settings) -> int:
+    try:
+        result = compose.down(cfg)
+    except control.UpError as e:
+        print(f"down failed: {e}", file=sys.stderr)
+        return 1
+    for message in result.messages:
+        print(message)
+    for problem in result.problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    if result.problems:
+        return 1
+    print(
+        f"down in {result.seconds:.1f} s: ports {cfg.port}, {cfg.pg_port} and "
+        f"{cfg.proxy_port} are free"
+    )
+    return 0
+
+
+def cmd_status_docker(cfg: Settings) -> int:
+    try:
+        st = compose.status(cfg)
+    except control.UpError as e:
+        print(f"status failed: {e}", file=sys.stderr)
+        return 1
+    ports = {
+        compose.LOCALSTACK_SERVICE: cfg.port,
+        compose.POSTGRES_SERVICE: cfg.pg_port,
+        compose.PROXY_SERVICE: cfg.proxy_port,
+    }
+    for service in st.services:
+        health = f", {service.health}" if service.health else ""
+        print(
+            f"{service.service + ':':<11} {service.state}{health}, "
+            f"{cfg.host}:{ports[service.service]} (container)"
+        )
+    print(f"state:      {cfg.state_dir} (project {cfg.compose_project})")
+    if st.ok:
+        print(f"endpoints:  {cfg.endpoints_file}")
+        return 0
+    print("not (fully) running: LOCALCLOUD_RUNTIME=docker scripts/localcloud up")
+    return 3
+
+
+def cmd_logs_docker(cfg: Settings, which: str, follow: bool, lines: int) -> int:
+    command = compose.logs_command(cfg, which, follow, lines)
+    os.execvpe(command[0], command, {**os.environ, **compose.query_environment(cfg)})
+
+
+Commands = tuple[
+    Callable[[Settings], int],
+    Callable[[Settings], int],
+    Callable[[Settings], int],
+    Callable[[Settings, str, bool, int], int],
+]
+# up, down, status, logs: for each runtime
+COMMANDS: dict[Runtime, Commands] = {
+    Runtime.HOST: (cmd_up, cmd_down, cmd_status, cmd_logs),
+    Runtime.DOCKER: (cmd_up_docker, cmd_down_docker, cmd_status_docker, cmd_logs_docker),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="scripts/localcloud", description="LocalStack + PostgreSQL + its proxy on this host"
+        prog="scripts/localcloud",
+        description="LocalStack + PostgreSQL + its proxy on this host "
+        "(LOCALCLOUD_RUNTIME=docker: as containers)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start (or confirm running) and print the endpoints")
@@ -150,10 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
+    run_up, run_down, run_status, run_logs = COMMANDS[cfg.runtime]
     if args.command == "up":
-        return cmd_up(cfg)
+        return run_up(cfg)
     if args.command == "down":
-        return cmd_down(cfg)
+        return run_down(cfg)
     if args.command == "status":
-        return cmd_status(cfg)
-    return cmd_logs(cfg, args.which, args.follow, args.lines)
+        return run_status(cfg)
+    return run_logs(cfg, args.which, args.follow, args.lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from localcloud import database_proxy, endpoints, environments, localstack, procs
 from localcloud.postgres import (
@@ -32,6 +32,8 @@ from localcloud.settings import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class UpError(RuntimeError):
@@ -104,39 +106,65 @@ def _publish(
     arn = aws.ensure_rds_secret(cfg, creds)
     return endpoints.update(
         cfg.endpoints_file,
-        {
-            "region": cfg.region,
-            "localstack": {
-                "url": cfg.localstack_url,
-                "pid": ls.pid,
-                "log": str(cfg.localstack_log),
-            },
-            "postgres": {
-                "host": cfg.host,
-                "port": cfg.pg_port,
-                "dbname": creds.dbname,
-                "secret_name": SECRET_NAME,
-                "secret_arn": arn,
-                "pid": pg.pid,
-                "log": str(cfg.pg_log),
-                # AWS's names for it: the AWS/RDS metrics' DBInstanceIdentifier, its class
-                "db_instance_identifier": DB_INSTANCE_IDENTIFIER,
-                "instance_class": DB_INSTANCE_CLASS,
-                "max_connections": PG_MAX_CONNECTIONS,
-            },
-            # RDS Proxy's stand-in: clients connect here with their own secret's credentials
-            "database_proxy": {
-                "host": cfg.host,
-                "port": cfg.proxy_port,
-                "name": PROXY_NAME,  # the AWS/RDS metrics' ProxyName
-                "dbname": creds.dbname,
-                "max_server_connections": PROXY_MAX_SERVER_CONNECTIONS,
-                "pid": proxy.pid,
-                "log": str(cfg.proxy_log),
-            },
-        },
+        endpoint_sections(
+            cfg,
+            creds,
+            arn,
+            pids=Servers(ls.pid, pg.pid, proxy.pid),
+            logs=Servers(str(cfg.localstack_log), str(cfg.pg_log), str(cfg.proxy_log)),
+        ),
         fresh=fresh,
     )
+
+
+@dataclass(frozen=True)
+class Servers(Generic[T]):
+    """One value per server of the local cloud (a PID, where its log is)."""
+
+    localstack: T
+    postgres: T
+    database_proxy: T
+
+
+def endpoint_sections(
+    cfg: Settings,
+    creds: Credentials,
+    secret_arn: str,
+    pids: Servers[int],
+    logs: Servers[str],
+) -> dict[str, Any]:
+    """The sections of endpoints.json that `up` owns, host processes or containers alike."""
+    return {
+        "region": cfg.region,
+        "localstack": {
+            "url": cfg.localstack_url,
+            "pid": pids.localstack,
+            "log": logs.localstack,
+        },
+        "postgres": {
+            "host": cfg.host,
+            "port": cfg.pg_port,
+            "dbname": creds.dbname,
+            "secret_name": SECRET_NAME,
+            "secret_arn": secret_arn,
+            "pid": pids.postgres,
+            "log": logs.postgres,
+            # AWS's names for it: the AWS/RDS metrics' DBInstanceIdentifier, its class
+            "db_instance_identifier": DB_INSTANCE_IDENTIFIER,
+            "instance_class": DB_INSTANCE_CLASS,
+            "max_connections": PG_MAX_CONNECTIONS,
+        },
+        # RDS Proxy's stand-in: clients connect here with their own secret's credentials
+        "database_proxy": {
+            "host": cfg.host,
+            "port": cfg.proxy_port,
+            "name": PROXY_NAME,  # the AWS/RDS metrics' ProxyName
+            "dbname": creds.dbname,
+            "max_server_connections": PROXY_MAX_SERVER_CONNECTIONS,
+            "pid": pids.database_proxy,
+            "log": logs.database_proxy,
+        },
+    }
 
 
 def clean_stale(cfg: Settings, pg: PostgresServer) -> list[str]:

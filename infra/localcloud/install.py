@@ -272,11 +272,11 @@ def plan(cfg: Settings, env: dict[str, str]) -> tuple[list[VenvSpec], list[str]]
     ]
 
     try:
-        py313 = discovery.find_python(13, env)
+        py313 = discovery.find_python(settings.LOCALSTACK_PYTHON_MINOR, env)
     except discovery.DiscoveryError as e:
         raise InstallError(str(e)) from e
     if py313 is None:
-        raise InstallError(discovery.missing_python_message(13))
+        raise InstallError(discovery.missing_python_message(settings.LOCALSTACK_PYTHON_MINOR))
     constraints = ["-c", str(settings.LOCALSTACK_CONSTRAINTS)]
     ls_steps = [[settings.LOCALSTACK_REQUIREMENT, *constraints]]
     ext_pyproject = settings.EXTENSION_DIR / "pyproject.toml"

@@ -169,9 +169,23 @@ def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
     return soft
 
 
+def launch_command(cfg: Settings) -> list[str]:
+    """LocalStack's runtime, run by its own venv's interpreter (here and in the container)."""
+    return [str(cfg.localstack_python), "-m", "localstack.runtime.main"]
+
+
+def prepare_state(cfg: Settings) -> None:
+    """The folders LocalStack and the extension write to, and a fresh plugin index."""
+    for d in (cfg.logs_dir, cfg.run_dir, cfg.functions_pids_dir, cfg.state_dir / "tmp"):
+        d.mkdir(parents=True, exist_ok=True)
+    # plux keys its entry-point index by the venv's path, not by what is installed: after the
+    # extension gains an entry point (a new hook), a kept index would silently leave it out.
+    # Rebuilding it costs well under a second of start-up.
+    shutil.rmtree(cfg.state_dir / "cache" / "plux", ignore_errors=True)
+
+
 def start(cfg: Settings) -> procs.ProcessRecord:
     """Launch LocalStack in its own process group; return at once (see :func:`wait_healthy`)."""
-    python = cfg.localstack_python
     open_files = raise_open_files_limit()
     if open_files < OPEN_FILES_WANTED:
         logger.info(
@@ -179,17 +193,12 @@ def start(cfg: Settings) -> procs.ProcessRecord:
             open_files,
             open_files // 3,
         )
-    for d in (cfg.logs_dir, cfg.run_dir, cfg.functions_pids_dir, cfg.state_dir / "tmp"):
-        d.mkdir(parents=True, exist_ok=True)
+    prepare_state(cfg)
     _rotate(cfg.localstack_log)
-    # plux keys its entry-point index by the venv's path, not by what is installed: after the
-    # extension gains an entry point (a new hook), a kept index would silently leave it out.
-    # Rebuilding it costs well under a second of start-up.
-    shutil.rmtree(cfg.state_dir / "cache" / "plux", ignore_errors=True)
     logger.info("starting LocalStack on %s (log: %s)", cfg.localstack_url, cfg.localstack_log)
     with cfg.localstack_log.open("ab") as log:
         child = subprocess.Popen(
-            [str(python), "-m", "localstack.runtime.main"],
+            launch_command(cfg),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

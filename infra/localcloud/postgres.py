@@ -114,11 +114,16 @@ def load_or_create_monitor_password(path: Path) -> str:
     if path.is_file():
         return path.read_text().strip().rsplit(":", 1)[1]
     password = secrets.token_urlsafe(24)  # no ':' or '\\' to escape in a password file
+    write_monitor_passfile(path, password)
+    return password
+
+
+def write_monitor_passfile(path: Path, password: str) -> None:
+    """The metrics reader's libpq password file (mode 0600), created anew."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(f"*:*:*:{MONITOR_ROLE}:{password}\n")
-    return password
 
 
 def pgserver_bindir() -> Path | None:
@@ -160,16 +165,17 @@ def unreachable_parent(path: Path, uid: int, gids: Sequence[int]) -> Path | None
     return None
 
 
-def render_hba(server_user: str) -> str:
+def render_hba(server_user: str, tcp_from: str = "127.0.0.1/32") -> str:
     """pg_hba.conf: on the unix socket (mode 0700: only the server's OS user reaches it) the
     admin and the proxy's lookup role by peer, the roles the proxy logs in for by SCRAM; over
-    TCP, SCRAM from 127.0.0.1 only."""
+    TCP, SCRAM from ``tcp_from`` only (127.0.0.1 here; in a container, where the host's
+    connections arrive through Docker's port forwarding from the bridge's address, "all")."""
     return (
         "# written by localcloud on every `up`\n"
         f"local all {server_user} peer\n"
         f"local {PG_DATABASE} {AUTH_ROLE} peer map={AUTH_ROLE}\n"
         "local all all scram-sha-256\n"
-        "host all all 127.0.0.1/32 scram-sha-256\n"
+        f"host all all {tcp_from} scram-sha-256\n"
     )
 
 

@@ -16,6 +16,9 @@ Environment variables (all optional):
                           batches while a backlog lasts (default 300, AWS's rate; 1-60000)
 ``LOCALCLOUD_ACCOUNT_CONCURRENCY``  the account's concurrent executions, shared by every
                           function (default 1000, AWS's; 10-100000)
+``LOCALCLOUD_RUNTIME``    ``host`` (default): LocalStack, PostgreSQL and PgBouncer as processes
+                          of this machine; ``docker``: the same three as containers
+                          (docker-compose.localstack.yml, driven by ``localcloud.compose``)
 
 The last two are the extension's settings: their names, defaults and ranges are
 ``localcloud_ext.contract``, which both sides import.
@@ -25,6 +28,7 @@ Stdlib only: ``install.py`` imports this with the system Python before any venv 
 
 from __future__ import annotations
 
+import enum
 import itertools
 import os
 from collections.abc import Mapping
@@ -38,6 +42,10 @@ ENV_VENVS_DIR = "LOCALCLOUD_VENVS_DIR"
 ENV_PORT = "LOCALCLOUD_PORT"
 ENV_PG_PORT = "LOCALCLOUD_PG_PORT"
 ENV_PROXY_PORT = "LOCALCLOUD_PROXY_PORT"
+ENV_RUNTIME = "LOCALCLOUD_RUNTIME"
+# Not for users: the metrics reader's password, which `localcloud.compose` hands the containers
+# (from the state dir's monitor.pgpass) and `localcloud.container` writes where it is expected.
+ENV_MONITOR_PASSWORD = "LOCALCLOUD_MONITOR_PASSWORD"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -89,12 +97,38 @@ LAMBDA_RUNTIME_REQUIREMENTS = PROJECT_ROOT / "infra" / "lambda-runtime-requireme
 EXTENSION_DIR = PROJECT_ROOT / "infra" / "localstack-extension"
 DASHBOARD_DIR = PROJECT_ROOT / "dashboard"  # its package.json/package-lock.json: npm ci
 LOCALSTACK_REQUIREMENT = "localstack-core[runtime]==2026.3.0"
+# localstack-core 2026.3.0 needs Python 3.13 (PEP 695 syntax, warnings.deprecated).
+LOCALSTACK_PYTHON_MINOR = 13
+# The local cloud as containers (LOCALCLOUD_RUNTIME=docker): the compose file, and the image's
+# Dockerfile (its build context is the project root: it copies infra/).
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.localstack.yml"
+DOCKERFILE = PROJECT_ROOT / "infra" / "localcloud" / "Dockerfile"
 # Lambda managed runtimes we build when an interpreter is found (python3.10 .. python3.13).
 RUNTIME_MINORS = (10, 11, 12, 13)
 
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable and the fix."""
+
+
+class Runtime(enum.Enum):
+    """Where the local cloud's three servers run (LOCALCLOUD_RUNTIME)."""
+
+    HOST = "host"  # processes of this machine (localcloud.control)
+    DOCKER = "docker"  # containers (localcloud.compose, docker-compose.localstack.yml)
+
+
+def parse_runtime(raw: str | None) -> Runtime:
+    if raw is None or raw.strip() == "":
+        return Runtime.HOST
+    try:
+        return Runtime(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(r.value for r in Runtime)
+        raise SettingsError(
+            f"{ENV_RUNTIME}={raw!r} is not one of {choices}: unset it for host processes "
+            f"(the default), or set it to docker for containers"
+        ) from None
 
 
 def parse_port(name: str, raw: str | None, default: int) -> int:
@@ -145,6 +179,7 @@ class Settings:
     proxy_port: int = DEFAULT_PROXY_PORT
     esm_scale_up_per_minute: float = contract.ESM_SCALE_UP_PER_MINUTE.default
     account_concurrency: int = int(contract.ACCOUNT_CONCURRENCY.default)
+    runtime: Runtime = Runtime.HOST
     host: str = HOST
     region: str = REGION
     project_root: Path = PROJECT_ROOT
@@ -171,6 +206,7 @@ class Settings:
             proxy_port=proxy_port,
             esm_scale_up_per_minute=parse_number(contract.ESM_SCALE_UP_PER_MINUTE, env),
             account_concurrency=int(parse_number(contract.ACCOUNT_CONCURRENCY, env)),
+            runtime=parse_runtime(env.get(ENV_RUNTIME)),
         )
 
     # --- venvs (built by scripts/setup) ---
@@ -271,3 +307,20 @@ class Settings:
     @property
     def endpoints_file(self) -> Path:
         return self.state_dir / "endpoints.json"
+
+    # --- the local cloud as containers (LOCALCLOUD_RUNTIME=docker) ---
+    @property
+    def compose_project(self) -> str:
+        """Docker Compose's project name (it names the containers and PostgreSQL's volume):
+        "localcloud" for the default state dir, one of its own for any other, so that two local
+        clouds never share a database."""
+        if self.state_dir == PROJECT_ROOT / ".localcloud":
+            return "localcloud"
+        import hashlib
+
+        return "localcloud-" + hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]
+
+    @property
+    def compose_dir(self) -> Path:
+        """Files the containers read from the host (PostgreSQL's access rules)."""
+        return self.state_dir / "docker"
