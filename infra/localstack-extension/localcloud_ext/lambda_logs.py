@@ -21,6 +21,7 @@ from typing import Any
 
 from localstack.runtime import hooks
 
+from localcloud_ext import emf, service_metrics
 from localcloud_ext.log_shipper import LogEvent, LogShipper, LogSink, LogStream
 from localcloud_ext.seams import require_parameters
 
@@ -30,6 +31,8 @@ _shipper_lock = threading.Lock()
 _shipper: LogShipper | None = None
 _clients_lock = threading.Lock()
 _clients: dict[tuple[str, str], Any] = {}  # CloudWatch Logs clients by (region, role ARN)
+_sink_lock = threading.Lock()
+_sink: service_metrics.MetricsSink | None = None  # where embedded metrics go, chosen on first use
 
 
 def sink_for(function_version: Any, environment_id: str) -> LogSink:
@@ -51,7 +54,7 @@ def shipper() -> LogShipper:
     global _shipper
     with _shipper_lock:
         if _shipper is None:
-            _shipper = LogShipper(_put_log_events)
+            _shipper = LogShipper(_put_log_events, shipped=extract_embedded_metrics)
             _shipper.start()
         return _shipper
 
@@ -76,6 +79,33 @@ def ship_lambda_logs_as_written() -> None:
         if isinstance(getattr(execution_env, "runtime_executor", None), ProcessRuntimeExecutor):
             return
         store_logs(self, invocation_result, execution_env)
+
+
+def extract_embedded_metrics(shipped: list[tuple[LogStream, list[LogEvent]]]) -> None:
+    """CloudWatch Logs' EMF extraction for Lambda's log groups: the metrics of the EMF lines
+    just shipped, into CloudWatch's store (one transaction per namespace and function account
+    and region; `emf`)."""
+    by_scope: dict[tuple[str, str], list[str]] = {}
+    for stream, events in shipped:
+        messages = [event.message for event in events if emf.MARKER in event.message]
+        if messages:
+            # The function's account: its role's (arn:aws:iam::ACCOUNT:role/NAME).
+            scope = (stream.role_arn.split(":")[4], stream.region)
+            by_scope.setdefault(scope, []).extend(messages)
+    if not by_scope:
+        return
+    sink = _metrics_sink()
+    for (account_id, region), messages in by_scope.items():
+        for call in emf.metric_calls(messages, account_id, region):
+            sink.put(call)
+
+
+def _metrics_sink() -> service_metrics.MetricsSink:
+    global _sink
+    with _sink_lock:
+        if _sink is None:
+            _sink = service_metrics.choose_sink()
+        return _sink
 
 
 def _client(region: str, role_arn: str) -> Any:

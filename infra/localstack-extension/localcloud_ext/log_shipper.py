@@ -67,6 +67,8 @@ class LogStream:
 
 
 PutLogEvents = Callable[[LogStream, list[LogEvent]], None]
+# Told, once per shipping cycle and after its puts, everything that cycle shipped.
+Shipped = Callable[[list[tuple[LogStream, list[LogEvent]]]], None]
 
 
 @dataclass
@@ -101,8 +103,10 @@ class LogShipper:
         put: PutLogEvents,
         interval: float = SHIPPING_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        shipped: Shipped | None = None,
     ) -> None:
         self._put = put
+        self._shipped = shipped
         self._interval = interval
         self._clock = clock
         self._changed = threading.Condition()  # guards everything below
@@ -152,6 +156,11 @@ class LogShipper:
                     self._put(stream, chunk)
                 except Exception:  # diagnostics only: the shipper must go on for the others
                     LOG.exception("could not ship logs to %s %s", stream.group, stream.name)
+        if taken and self._shipped is not None:
+            try:
+                self._shipped(taken)
+            except Exception:
+                LOG.exception("what was shipped could not be handed on")
 
     def start(self) -> None:
         with self._changed:
