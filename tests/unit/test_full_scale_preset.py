@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from burst import settings as burst_settings
@@ -9,6 +12,8 @@ from burst.errors import BurstError
 from burst.settings import BurstSettings
 from deployment import full_scale
 from tests.benchmarks.full_scale import curve, seconds_to
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_aws_curve_starts_at_5_adds_300_a_minute_and_stops_at_1000() -> None:
@@ -41,3 +46,11 @@ def test_the_benchmark_lines_up_the_mapping_with_aws_from_its_first_batch() -> N
     assert curve(points) == [(0, 5.0, 5), (10, 52.0, 55), (20, 101.0, 105)]
     assert seconds_to(points, 100) == 20
     assert seconds_to(points, 1000) is None
+
+
+def test_the_benchmark_s_stage_has_the_fullscale_stage_s_own_settings() -> None:
+    config = json.loads((REPO / ".chalice" / "config.json").read_text())
+    stage = config["stages"][full_scale.STAGE]["environment_variables"]
+    assert {name: stage[name] for name in full_scale.STAGE_ENVIRONMENT} == (
+        full_scale.STAGE_ENVIRONMENT
+    )
