@@ -470,6 +470,7 @@ def test_a_failing_after_restore_hook_is_a_snapstart_exception(tmp_path: Path) -
     error = json.loads(failure.value.payload)
     assert error["errorType"] == "SnapStartException"
     assert "cannot restore" in error["errorMessage"]
+    assert failure.value.api_error == "SnapStartException"  # Invoke's 400, not a function error
 
 
 def test_after_restore_hooks_that_take_over_10_s_are_a_snapstart_timeout(tmp_path: Path) -> None:
@@ -485,6 +486,7 @@ def test_after_restore_hooks_that_take_over_10_s_are_a_snapstart_timeout(tmp_pat
         snapstart.discard(launcher.snapshot.key)
 
     assert json.loads(failure.value.payload)["errorType"] == "SnapStartTimeoutException"
+    assert failure.value.api_error == "SnapStartTimeoutException"  # Invoke's 408
     assert pid is not None and procs.poll(lambda: not procs.is_alive(pid), 5)
 
 

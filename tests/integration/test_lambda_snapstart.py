@@ -106,3 +106,47 @@ def test_a_published_version_restores_with_hooks_and_latest_inits(
     assert latest["initialization_type"] == "on-demand"
     assert "Init Duration: " in report_line(latest_logs)
     assert "Restore Duration" not in report_line(latest_logs)
+
+
+FAILING_AFTER_RESTORE = """
+from snapshot_restore_py import register_after_restore
+
+@register_after_restore
+def reopen():
+    raise ConnectionError("the database is not there")
+
+def handler(event, context):
+    return {}
+"""
+
+
+def test_a_restore_whose_hook_fails_is_the_invoke_api_s_snapstart_exception(
+    aws: Callable[[str], Any],
+) -> None:
+    # AWS: the Invoke API answers 400 SnapStartException (not a function error, FunctionError
+    # Unhandled, with a 200).
+    client = aws("lambda")
+    name = f"snapfail-{uuid.uuid4().hex[:10]}"
+    client.create_function(
+        FunctionName=name,
+        Runtime=RUNTIME,
+        Role=ROLE,
+        Handler="handler.handler",
+        Code={"ZipFile": zip_of(FAILING_AFTER_RESTORE)},
+        SnapStart={"ApplyOn": "PublishedVersions"},
+    )
+    try:
+        client.get_waiter("function_active_v2").wait(FunctionName=name)
+        version = client.publish_version(FunctionName=name)["Version"]
+        client.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version)
+
+        with pytest.raises(client.exceptions.SnapStartException) as raised:
+            client.invoke(FunctionName=name, Qualifier=version, Payload=b"{}")
+
+        error = raised.value.response
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "the database is not there" in error["Error"]["Message"]
+        # $LATEST has no snapshot: the same hook is not run there, and the invoke succeeds
+        assert "FunctionError" not in client.invoke(FunctionName=name, Payload=b"{}")
+    finally:
+        client.delete_function(FunctionName=name)

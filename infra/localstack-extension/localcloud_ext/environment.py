@@ -86,12 +86,19 @@ class EnvironmentStopped(Exception):
 
 
 class InitFailed(Exception):
-    """The handler could not be loaded; `payload` is Lambda's error body for the caller."""
+    """The handler could not be loaded; `payload` is Lambda's error body for the caller.
+    `api_error`: the Invoke API's error instead, where Lambda answers with one rather than a
+    function error (SnapStart's restore failures: SnapStartException and the like)."""
 
-    def __init__(self, payload: bytes, logs: str) -> None:
+    def __init__(self, payload: bytes, logs: str, api_error: str = "") -> None:
         super().__init__(payload.decode(errors="replace"))
         self.payload = payload
         self.logs = logs
+        self.api_error = api_error
+
+
+# The restore failures that AWS's Invoke answers as API errors of the same name (HTTP 400, 408).
+SNAPSTART_API_ERRORS = ("SnapStartException", "SnapStartTimeoutException")
 
 
 @dataclass(frozen=True)
@@ -520,7 +527,8 @@ class ProcessEnvironment:
         incarnation.exited.wait(timeout=5)
         self._output(incarnation).flush()
         self._log.platform(report.init_report_line(init_duration_ms, error_type))
-        raise InitFailed(payload, self._log.close_record())
+        api_error = error_type if error_type in SNAPSTART_API_ERRORS else ""
+        raise InitFailed(payload, self._log.close_record(), api_error)
 
 
 def _create_cgroups(spec: FunctionSpec) -> EnvironmentCgroups | None:

@@ -8,6 +8,7 @@ its result returned in memory: no extra gateway requests per invoke.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -98,9 +99,13 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             if snapshot_launcher is not None:
                 self._write_snapshot_init_log(snapshot_launcher.snapshot.take_init_logs())
         except InitFailed as failure:
-            # LocalStack answers the invoke with this payload as an Unhandled function error.
             if isinstance(failure, snapstart.SnapshotInitFailed):
                 self._write_snapshot_init_log(failure.events)
+            if failure.api_error:
+                # The Invoke API's own error (400 SnapStartException, 408 ...), as on AWS;
+                # `answer_snapstart_failures_as_api_errors` lets it through LocalStack.
+                raise api_error(failure) from failure
+            # LocalStack answers the invoke with this payload as an Unhandled function error.
             raise StatusErrorException(
                 "Environment startup failed", payload=failure.payload
             ) from failure
@@ -178,3 +183,13 @@ def stop_runtime_templates() -> None:
     killed as the channels close (forkserver.Forkserver._gone), and their cgroups removed."""
     snapstart.discard_all()
     forkserver.close_templates()
+
+
+def api_error(failure: InitFailed) -> Exception:
+    """LocalStack's exception for the Lambda API error `failure.api_error`, with its message."""
+    from localstack.aws.api import lambda_ as lambda_api
+
+    error_class = getattr(lambda_api, failure.api_error)
+    message = json.loads(failure.payload).get("errorMessage", failure.api_error)
+    error: Exception = error_class(message)
+    return error

@@ -179,3 +179,33 @@ def share_execution_environment_timers() -> None:
         if not set(names) <= set(method.__code__.co_names):
             raise SeamMoved(f"{method.__qualname__} no longer arms {names[1]} with Timer")
     execution_environment.Timer = SharedTimer
+
+
+@hooks.on_infra_start()
+def answer_snapstart_failures_as_api_errors() -> None:
+    """AWS answers an Invoke whose SnapStart restore failed with an API error (400
+    SnapStartException, 408 SnapStartTimeoutException, 409 SnapStartNotReadyException), not a
+    function error. The executor raises them from the environment's start; LocalStack's
+    assignment service wraps every such exception in its own AssignmentException, which the
+    caller would get as a 500. This lets Lambda's own API errors through."""
+    from localstack.aws.api import ServiceException
+    from localstack.services.lambda_.invocation.assignment import (
+        AssignmentException,
+        AssignmentService,
+    )
+    from localstack.utils.patch import patch
+
+    require_parameters(
+        AssignmentService.start_environment, ["self", "version_manager_id", "function_version"]
+    )
+
+    @patch(AssignmentService.start_environment)
+    def start_environment(
+        start_environment: Any, self: Any, version_manager_id: str, function_version: Any
+    ) -> Any:
+        try:
+            return start_environment(self, version_manager_id, function_version)
+        except AssignmentException as wrapped:
+            if isinstance(wrapped.__cause__, ServiceException):
+                raise wrapped.__cause__ from None
+            raise

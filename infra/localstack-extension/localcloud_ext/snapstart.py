@@ -190,7 +190,11 @@ class VersionSnapshot:
     ) -> int:
         server = self._server
         if server is None:
-            raise InitFailed(error_payload("SnapStartNotReadyException", "no snapshot"), "")
+            raise InitFailed(
+                error_payload("SnapStartNotReadyException", "no snapshot"),
+                "",
+                "SnapStartNotReadyException",
+            )
         env = spec.process_environment(runtime_api_address, self._in_namespace)
         request = {
             "op": "restore",
