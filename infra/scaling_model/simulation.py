@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
+from chalicelib.sqs_queue import SEND_BATCH_LIMIT
 from localcloud_ext.batch_threads import CONTROL_TICK_SECONDS, LONG_POLL_SECONDS
 from localcloud_ext.contract import ESM_SCALE_UP_PER_MINUTE
 from localcloud_ext.scaling_policy import (
@@ -40,6 +41,7 @@ from localcloud_ext.scaling_policy import (
     ScalingLimits,
     ScalingPolicy,
 )
+from scaling_model import costs
 from scaling_model.calibration import Calibration
 from scaling_model.stage import StageSettings
 from scaling_model.workload import BIN_SECONDS, Workload
@@ -47,7 +49,7 @@ from scaling_model.workload import BIN_SECONDS, Workload
 # AWS's default API Gateway throttle per account and Region (steady rate).
 API_GATEWAY_REQUESTS_PER_SECOND = 10_000
 API_RETRY_SECONDS = 1.0
-SEND_BATCH_ENTRIES = 10  # the API's SendMessageBatch (chalicelib.sqs_queue.SEND_BATCH_LIMIT)
+SEND_BATCH_ENTRIES = SEND_BATCH_LIMIT  # SQS's batch calls: 10 entries at most
 DEFAULT_LIMIT_SECONDS = 7 * 24 * 3600.0  # a simulated week: a run that long did not drain
 
 
@@ -91,6 +93,34 @@ class SimulationResult:
     peak_database_connections: int  # server side: the proxy's, or the functions' own
     peak_api_concurrency: int
     counters: Counters = field(default_factory=Counters)
+
+    def usage(
+        self,
+        architecture: costs.Architecture = "x86_64",
+        snapstart: bool = True,
+        database: costs.Database = "db.t4g.micro",
+    ) -> costs.Usage:
+        """What the run would use on AWS, for the bill."""
+        c, stage = self.counters, self.stage
+        return costs.Usage(
+            api_requests=c.api_requests,
+            api_function_seconds=c.api_function_seconds,
+            api_memory_mb=stage.api_memory_mb,
+            worker_invocations=c.batches,
+            worker_function_seconds=c.worker_function_seconds,
+            worker_memory_mb=stage.worker_memory_mb,
+            tasks=self.tasks,
+            receive_calls=c.receives,
+            delete_calls=c.deletes,
+            send_calls=c.send_batches,
+            visibility_calls=c.visibility_changes,
+            new_environments=c.environments,
+            seconds=self.drain_seconds or self.simulated_seconds,
+            architecture=architecture,
+            snapstart=snapstart,
+            database=database,
+            database_proxy=stage.database_proxy,
+        )
 
     def curve(self, step: int = 10) -> list[tuple[int, int]]:
         """(second, the most batches running in [second, second + step)), every `step` s."""
@@ -251,12 +281,12 @@ class Model:
         if window and visible < self.stage.batch_size and not waited and visible:
             self.later(window, lambda: self.poll(waited=True))  # gather for the window
             return
-        self.counters.receives += 1
         if not visible:
             self.wait_on_queue()
             return
         messages = self.take(self.stage.batch_size)
         count = sum(n for _, n in messages)
+        self.counters.receives += math.ceil(count / SEND_BATCH_ENTRIES)  # up to 10 a call
         self.policy.messages_received(self.env.now, full=count >= self.stage.batch_size)
         if self.worker_room() <= 0:
             self.counters.throttles += 1
@@ -279,6 +309,7 @@ class Model:
             if not self.waiters or token not in self.waiters:
                 return  # woken by a message meanwhile
             self.waiters.remove(token)
+            self.counters.receives += 1
             self.counters.empty_receives += 1
             self.policy.poll_came_back_empty(self.env.now, active=self.threads - self.waiting)
             self.waiting -= 1
@@ -335,9 +366,7 @@ class Model:
             failed_whole = True
         self.counters.worker_function_seconds += seconds
         event = self.env.timeout(seconds)
-        event.callbacks.append(
-            lambda _: self.finish_batch(messages, count, duty, failed_whole)
-        )
+        event.callbacks.append(lambda _: self.finish_batch(messages, count, duty, failed_whole))
 
     def record_concurrency(self, before: int) -> None:
         """`running` changed from `before`: each second since the last change had `before`
@@ -382,10 +411,9 @@ class Model:
             self.counters.dead_lettered += n
             self.settle(n, self.env.now, done=False)
             return
-        delay = self.stage.backoff.delay(receives) if handed_back else None
-        if delay is None:
-            delay = self.stage.visibility_timeout_seconds
-        else:
+        backoff = self.stage.backoff.delay(receives) if handed_back else None
+        delay = self.stage.visibility_timeout_seconds if backoff is None else float(backoff)
+        if backoff is not None:  # the app's ChangeMessageVisibilityBatch
             self.counters.visibility_changes += math.ceil(n / SEND_BATCH_ENTRIES)
 
         def back() -> None:
@@ -413,7 +441,9 @@ class Model:
         if self.total:
             self.env.process(self.api())
             self.env.process(self.control())
-            self.env.run(until=simpy.AnyOf(self.env, [self.all_final, self.env.timeout(self.limit_seconds)]))
+            self.env.run(
+                until=simpy.AnyOf(self.env, [self.all_final, self.env.timeout(self.limit_seconds)])
+            )
         drained = self.final >= self.total
         seconds = int(self.env.now) + 1
         for series in (self.concurrency, self.completions, self.queue, self.arrived):

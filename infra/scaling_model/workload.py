@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,11 +75,25 @@ def failure_rate(settings: BurstSettings) -> float:
 
 def from_burst(settings: BurstSettings) -> Workload:
     """The burst's schedule as `scripts/burst` would send it (any count: the model is not bound
-    by the laptop's limits)."""
+    by the laptop's limits), each request's tasks due with its first, as `schedule.plan_requests`
+    groups them, so a bin holds whole requests."""
     offsets = schedule.arrival_offsets(
         settings.profile, settings.count, settings.rate, settings.duration
     )
-    return Workload(binned(offsets), settings.batch, task_seconds(settings), failure_rate(settings))
+    per_request = settings.batch
+    counts = collections.Counter(
+        math.floor(offsets[first] / BIN_SECONDS) for first in range(0, len(offsets), per_request)
+    )
+    last = (len(offsets) - 1) // per_request * per_request if offsets else 0
+    arrivals = {index: n * per_request for index, n in counts.items()}
+    if offsets and len(offsets) - last < per_request:  # the last request is smaller
+        arrivals[math.floor(offsets[last] / BIN_SECONDS)] -= per_request - (len(offsets) - last)
+    return Workload(
+        tuple((index * BIN_SECONDS, n) for index, n in sorted(arrivals.items())),
+        per_request,
+        task_seconds(settings),
+        failure_rate(settings),
+    )
 
 
 def from_report(report: Mapping[str, Any]) -> Workload:
@@ -112,7 +126,9 @@ def spread(second: int, n: int) -> list[float]:
 def burst_settings_of(report: Mapping[str, Any]) -> BurstSettings:
     """The BurstSettings a report was made with (its flat `settings`, back into fields)."""
     flat = dict(report["settings"])
-    options = {name: flat.pop(name) for name in list(flat) if name in BurstSettings().payload_options}
+    options = {
+        name: flat.pop(name) for name in list(flat) if name in BurstSettings().payload_options
+    }
     fields = set(BurstSettings.__dataclass_fields__) - {"payload_options", "out_dir"}
     return BurstSettings(
         **{name: flat[name] for name in fields if name in flat}, payload_options=options
