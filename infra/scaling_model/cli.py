@@ -125,12 +125,16 @@ def burst_from_args(args: argparse.Namespace) -> BurstSettings:
 # --- the commands ---------------------------------------------------------------------------
 
 
-def describe(settings: BurstSettings, stage: StageSettings, calibration: Calibration) -> str:
+def describe(
+    settings: BurstSettings, stage: StageSettings, calibration: Calibration, *, count: bool = True
+) -> str:
     options = {
         k: v for k, v in settings.payload_options.items() if k.startswith(settings.task_type)
     }
-    what = f"{settings.count:,} {settings.task_type} tasks" + (
-        f" ({', '.join(f'{k} {v:g}' for k, v in options.items())})" if options else ""
+    what = (
+        (f"{settings.count:,} " if count else "")
+        + f"{settings.task_type} tasks"
+        + (f" ({', '.join(f'{k} {v:g}' for k, v in options.items())})" if options else "")
     )
     proxy = f"proxy {stage.proxy_max_connections}" if stage.database_proxy else "no proxy"
     return (
@@ -157,7 +161,7 @@ def result_lines(result: SimulationResult) -> list[str]:
         ("drain", drain + " (first send -> last task final)"),
         ("peak", f"{result.peak_concurrency:,} batches at once, {peak_at} after the first send"),
         ("throttles", f"worker invokes {c.throttles:,}; API requests {c.api_throttles:,} "
-         "(429s, each retry counted)"),
+         "(refused with 429, each counted once)"),
         ("database", f"peak {result.peak_database_connections} connections (limit {limit}); "
          f"borrow timeouts {c.borrow_timeouts:,}, refused {c.database_refusals:,}"),
         ("API", f"{c.api_requests:,} requests, peak {result.peak_api_concurrency:,} functions"),
@@ -195,7 +199,7 @@ def bill_for(result: SimulationResult, args: argparse.Namespace) -> costs.Bill:
 
 def run_sizes(args: argparse.Namespace, calibration: Calibration) -> int:
     base, stage = burst_from_args(args), stage_from_args(args)
-    print(f"Model: {describe(base, stage, calibration)}")
+    print(f"Model: {describe(base, stage, calibration, count=False)}")
     print(
         f"  {'tasks':>10}  {'drain s':>9}  {'peak':>5}  {'peak at s':>9}  {'db conn':>7}  "
         f"{'worker thr':>10}  {'API thr':>9}  {'cost $':>10}  {'wall s':>6}"

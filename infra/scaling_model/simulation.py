@@ -19,8 +19,8 @@ events. The rules, each from where this project already keeps it:
   batch. Without the proxy, each environment holds a connection of its own, and one past
   max_connections fails its batch (the app hands it back with backoff);
 * the API: API Gateway's default account throttle (10,000 requests/s), and each request holds an
-  API function for the calibrated API latency; requests throttled are sent again a second later
-  (the burst tool retries).
+  API function for the calibrated API latency; requests throttled (429) are sent again at once
+  (the burst tool retries), and each is counted once.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from scaling_model.workload import BIN_SECONDS, Workload
 
 # AWS's default API Gateway throttle per account and Region (steady rate).
 API_GATEWAY_REQUESTS_PER_SECOND = 10_000
-API_RETRY_SECONDS = 1.0
 SEND_BATCH_ENTRIES = SEND_BATCH_LIMIT  # SQS's batch calls: 10 entries at most
 DEFAULT_LIMIT_SECONDS = 7 * 24 * 3600.0  # a simulated week: a run that long did not drain
 
@@ -193,19 +192,25 @@ class Model:
         pending = self.work.arrivals
         latency = self.calibration.api_latency_seconds
         per_request = self.work.tasks_per_request
-        carried, index = 0, 0  # carried: tasks of throttled requests, to be sent again
+        carried = 0  # tasks of throttled requests: the client sends them again, next bin
+        index = 0
         while index < len(pending) or carried:
             now = self.env.now
-            tasks = carried
+            fresh = 0
             while index < len(pending) and pending[index][0] <= now + 1e-9:
-                tasks += pending[index][1]
+                fresh += pending[index][1]
                 index += 1
+            tasks = carried + fresh
             requests = math.ceil(tasks / per_request)
             gateway = API_GATEWAY_REQUESTS_PER_SECOND * BIN_SECONDS
             room = self.api_room() * BIN_SECONDS / latency if latency > 0 else math.inf
             accepted = int(min(requests, gateway, max(0.0, room)))
+            if accepted < requests and room < gateway:
+                # Lambda refused the rest (429): each request counted once, when first refused
+                self.counters.api_throttles += min(
+                    requests - accepted, math.ceil(fresh / per_request)
+                )
             accepted_tasks = min(tasks, accepted * per_request)
-            self.counters.api_throttles += requests - accepted
             self.counters.api_requests += accepted
             self.counters.api_function_seconds += accepted * latency
             self.counters.send_batches += accepted * math.ceil(per_request / SEND_BATCH_ENTRIES)
@@ -217,11 +222,8 @@ class Model:
                 delay = 0.0 if self.work.at_queue else latency
                 self.later(delay, functools.partial(self.enqueue, accepted_tasks))
             carried = tasks - accepted_tasks
-            step = pending[index][0] - now if index < len(pending) else API_RETRY_SECONDS
-            if carried:
-                # Past the gateway's rate: the next bin; refused by Lambda (429): a retry later.
-                step = min(step, BIN_SECONDS if room >= gateway else API_RETRY_SECONDS)
-            yield self.env.timeout(max(BIN_SECONDS, step))
+            step = pending[index][0] - now if index < len(pending) else BIN_SECONDS
+            yield self.env.timeout(BIN_SECONDS if carried else max(BIN_SECONDS, step))
             self.api_concurrency = 0.0
 
     def enqueue(self, tasks: int) -> None:

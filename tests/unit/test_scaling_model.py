@@ -141,6 +141,16 @@ def test_reserved_concurrency_for_the_api_caps_the_worker(fullscale: StageSettin
     assert result.counters.api_throttles == 0
 
 
+def test_an_api_with_little_reserved_is_throttled_and_its_requests_sent_again(
+    fullscale: StageSettings,
+) -> None:
+    work = spike(50_000, "echo")  # 500 requests at once; 10 functions take 200 a second
+    result = simulation.simulate(fullscale.with_limits(api_reserved_concurrency=10), PLAIN, work)
+    assert 0 < result.counters.api_throttles <= work.requests  # each counted once
+    assert result.counters.api_requests == work.requests
+    assert result.drained and result.counters.done == 50_000
+
+
 def test_failing_tasks_are_retried_then_dead_lettered(fullscale: StageSettings) -> None:
     result = simulation.simulate(fullscale, PLAIN, spike(200, "fail"))
     assert result.counters.dead_lettered == 200
