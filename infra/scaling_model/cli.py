@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from dataclasses import replace
@@ -157,17 +158,20 @@ def result_lines(result: SimulationResult) -> list[str]:
         if result.stage.database_proxy
         else (result.stage.database_client_slots)
     )
+    # every 10 s, or a multiple of it that keeps the line to about 40 figures
+    step = 10 * max(1, math.ceil(len(result.concurrency_per_second) / 10 / 40))
     rows = [
         ("drain", drain + " (first send -> last task final)"),
         ("peak", f"{result.peak_concurrency:,} batches at once, {peak_at} after the first send"),
-        ("throttles", f"worker invokes {c.throttles:,}; API requests {c.api_throttles:,} "
-         "(refused with 429, each counted once)"),
+        ("throttles", f"worker invokes {c.throttles:,}; API requests refused with 429 (each "
+         f"counted once): {c.api_throttles:,} by Lambda, {c.gateway_throttles:,} by API "
+         "Gateway's 10,000/s"),
         ("database", f"peak {result.peak_database_connections} connections (limit {limit}); "
          f"borrow timeouts {c.borrow_timeouts:,}, refused {c.database_refusals:,}"),
         ("API", f"{c.api_requests:,} requests, peak {result.peak_api_concurrency:,} functions"),
         ("batches", f"{c.batches:,} ({c.timeouts:,} timed out), {c.environments:,} environments;"
          f" done {c.done:,}, dead-lettered {c.dead_lettered:,}"),
-        ("every 10 s", ", ".join(f"{v:,}" for _, v in result.curve())),
+        (f"every {step} s", ", ".join(f"{v:,}" for _, v in result.curve(step))),
     ]  # fmt: skip
     width = max(len(label) for label, _ in rows)
     return [f"  {label:<{width}}  {value}" for label, value in rows]
@@ -202,7 +206,7 @@ def run_sizes(args: argparse.Namespace, calibration: Calibration) -> int:
     print(f"Model: {describe(base, stage, calibration, count=False)}")
     print(
         f"  {'tasks':>10}  {'drain s':>9}  {'peak':>5}  {'peak at s':>9}  {'db conn':>7}  "
-        f"{'worker thr':>10}  {'API thr':>9}  {'cost $':>10}  {'wall s':>6}"
+        f"{'worker thr':>10}  {'API thr':>9}  {'GW thr':>9}  {'cost $':>10}  {'wall s':>6}"
     )
     for count in SIZES:
         started = time.monotonic()
@@ -214,7 +218,8 @@ def run_sizes(args: argparse.Namespace, calibration: Calibration) -> int:
         c = result.counters
         print(
             f"  {count:>10,}  {drain:>9}  {result.peak_concurrency:>5,}  {peak_at:>9}  "
-            f"{result.peak_database_connections:>7}  {c.throttles:>10,}  {c.api_throttles:>9,}  "
+            f"{result.peak_database_connections:>7}  {c.throttles:>10,}  "
+            f"{c.api_throttles:>9,}  {c.gateway_throttles:>9,}  "
             f"{total:>10,.2f}  {time.monotonic() - started:>6.1f}",
             flush=True,
         )

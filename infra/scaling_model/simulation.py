@@ -63,6 +63,7 @@ class Counters:
     throttles: int = 0
     api_requests: int = 0
     api_throttles: int = 0
+    gateway_throttles: int = 0
     api_function_seconds: float = 0.0
     worker_function_seconds: float = 0.0
     environments: int = 0
@@ -205,11 +206,11 @@ class Model:
             gateway = API_GATEWAY_REQUESTS_PER_SECOND * BIN_SECONDS
             room = self.api_room() * BIN_SECONDS / latency if latency > 0 else math.inf
             accepted = int(min(requests, gateway, max(0.0, room)))
-            if accepted < requests and room < gateway:
-                # Lambda refused the rest (429): each request counted once, when first refused
-                self.counters.api_throttles += min(
-                    requests - accepted, math.ceil(fresh / per_request)
-                )
+            refused = min(requests - accepted, math.ceil(fresh / per_request))  # each once
+            if refused and room < gateway:
+                self.counters.api_throttles += refused  # the API's function had no room
+            elif refused:
+                self.counters.gateway_throttles += refused  # past API Gateway's rate
             accepted_tasks = min(tasks, accepted * per_request)
             self.counters.api_requests += accepted
             self.counters.api_function_seconds += accepted * latency

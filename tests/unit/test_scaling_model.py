@@ -187,6 +187,7 @@ def test_the_api_gateway_rate_spreads_a_huge_spike(fullscale: StageSettings) -> 
     queued = result.arrivals_per_second
     assert sum(queued[:3]) == pytest.approx(3_000_000, rel=0.05)
     assert max(queued) <= simulation.API_GATEWAY_REQUESTS_PER_SECOND * 100
+    assert result.counters.gateway_throttles == 30_000 - 1_000  # all but the first 0.1 s's
 
 
 # --- inputs ---------------------------------------------------------------------------------
