@@ -71,7 +71,13 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         help="the functions straight to PostgreSQL (max_connections), no RDS Proxy",
     )
     add("--architecture", choices=("x86_64", "arm64"), default="x86_64", help="Lambda's")
-    add("--no-snapstart", dest="snapstart", action="store_false", default=True)
+    add(
+        "--no-snapstart",
+        dest="snapstart",
+        action="store_false",
+        default=True,
+        help="bill the worker without SnapStart's restore and cache charges",
+    )
     add(
         "--database",
         choices=("db.t4g.micro", "aurora-serverless-v2"),
@@ -94,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         burst_settings.add_arguments(sub, defaults={"profile": "spike", "batch": 100})
+        for action in sub._actions:  # the burst's bounds are the laptop's, not the model's
+            if action.dest == "count":
+                action.help = "tasks to send (any number; default %(default)s)"
         add_stage_arguments(sub, stage_default=DEFAULT_STAGE)
         add_limit_arguments(sub)
     calibrate = commands.add_parser("calibrate", help="fit the timings to a report and store them")
