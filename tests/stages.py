@@ -90,6 +90,7 @@ class Stage:
             dashboard_bucket=outputs["DashboardBucketName"],
             dashboard_url=self.deployment.dashboard_url,
             api_key=self.deployment.api_key,
+            api_function=self.deployment.deployed.api_function,
         )
 
     @property

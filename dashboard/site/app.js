@@ -290,6 +290,7 @@
       if (typeof r.tasks === "number") bits.push(r.tasks + " tasks" + (typeof r.done === "number" ? " (" + r.done + " done, " + (r.failed || 0) + " failed)" : ""));
       if (typeof r.peak_batches === "number") bits.push("peak " + r.peak_batches + (typeof r.max_concurrency === "number" ? " of " + r.max_concurrency : "") + " batches");
       if (typeof r.drain_seconds === "number") bits.push("drained in " + core.formatNumber(r.drain_seconds) + " s");
+      if (typeof r.cost_usd === "number") bits.push(core.formatCost(r.cost_usd) + " on AWS");
       if (r.integrity_ok === false) bits.push("INTEGRITY FAILED");
       li.appendChild(el("div", { class: "run-meta" + (r.integrity_ok === false ? " bad" : "") }, bits.filter(Boolean).join(" · ")));
       ul.appendChild(li);

@@ -307,6 +307,12 @@
     const limit = get(report, ["batches", "max_concurrency"]);
     const peak = get(report, ["batches", "peak_concurrent"]);
     const settings = get(report, ["settings"]) || {};
+    const cost = get(report, ["cost", "total_usd"]);
+    const prices = get(report, ["cost", "prices_date"]);
+    const region = get(report, ["cost", "region"]);
+    const costText = isFiniteNumber(cost)
+      ? formatCost(cost) + (prices ? " (" + [region, "list prices of " + prices].filter(Boolean).join(", ") + ")" : "")
+      : "not known";
     const what = [settings.profile, settings.task_type].filter((x) => typeof x === "string").join(", ");
     return [
       ["profile", "Profile", what || "not set"],
@@ -322,6 +328,7 @@
         "Peak batches at once",
         formatValue(peak) + (isFiniteNumber(limit) ? " of MaximumConcurrency " + limit : ""),
       ],
+      ["cost_usd", "Cost on AWS", costText],
     ];
   }
 
@@ -367,6 +374,13 @@
     let digits = 0;
     if (abs !== Math.round(abs)) digits = abs >= 100 ? 0 : abs >= 10 ? 1 : 2;
     return v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+  }
+
+  /* US dollars: cents from $0.01 up, four decimals below (a small burst costs fractions of a cent). */
+  function formatCost(usd) {
+    if (!isFiniteNumber(usd)) return "not known";
+    const digits = Math.abs(usd) >= 0.01 ? 2 : 4;
+    return "$" + usd.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
 
   /* A setting or a count: null -> "not set"; numbers formatted; a unit appended to numbers. */
@@ -497,6 +511,7 @@
     validRunId,
     parseHash,
     formatNumber,
+    formatCost,
     formatValue,
     settingsRows,
     currentNumbers,

@@ -211,8 +211,10 @@ test("a report's summary says what the run did, with null figures said in words"
     dead_letter_messages: 2,
     integrity: { ok: true },
     batches: { peak_concurrent: 10, max_concurrency: 10 },
+    cost: { total_usd: 0.0321, prices_date: "2026-12-03", region: "us-east-1" },
   });
   const byKey = Object.fromEntries(rows.map(([k, , text]) => [k, text]));
+  assert.equal(byKey.cost_usd, "$0.03 (us-east-1, list prices of 2026-12-03)");
   assert.equal(byKey.profile, "steady, sleep");
   assert.equal(byKey.accepted, "600");
   assert.equal(byKey.failed, "2");
@@ -225,6 +227,14 @@ test("a report's summary says what the run did, with null figures said in words"
   assert.equal(empty.drain_seconds, "did not drain");
   assert.equal(empty.integrity, "FAILED");
   assert.equal(empty.accepted, "not set");
+  assert.equal(empty.cost_usd, "not known"); // a report from before costs, or functions unread
+});
+
+test("costs: cents from a cent up, four decimals below, unknown said so", () => {
+  assert.equal(core.formatCost(1234.567), "$1,234.57");
+  assert.equal(core.formatCost(0.0042), "$0.0042");
+  assert.equal(core.formatCost(0), "$0.0000");
+  assert.equal(core.formatCost(null), "not known");
 });
 
 test("the runs index: newest first, runs with bad ids dropped, a bad index is no runs", () => {

@@ -19,7 +19,7 @@ OPTIONAL_LABELS = {
 }
 
 
-def _series(timeline: Sequence[Mapping[str, Any]], name: str) -> tuple[list[int], list[Any]]:
+def step_series(timeline: Sequence[Mapping[str, Any]], name: str) -> tuple[list[int], list[Any]]:
     """The seconds where `name` has a value, and the values, for a step plot: the last value
     is repeated at the end of its second so that second is drawn too."""
     points = [(e["second"], e[name]) for e in timeline if e.get(name) is not None]
@@ -47,7 +47,7 @@ def write_chart(report: Mapping[str, Any], path: Path) -> Path:
     )
 
     sent.bar(seconds, [e["arrivals"] for e in timeline], width=0.9, align="edge", label="sent")
-    x, y = _series(timeline, "planned")
+    x, y = step_series(timeline, "planned")
     sent.step(x, y, where="post", linestyle="--", color="black", label="scheduled (target)")
     sent.set_ylabel("tasks / s")
     sent.legend(loc="upper right", fontsize=8)
@@ -56,12 +56,12 @@ def write_chart(report: Mapping[str, Any], path: Path) -> Path:
         ("queue_visible", "visible (waiting)", "C1"),
         ("queue_in_flight", "in flight (being run)", "C2"),
     ):
-        x, y = _series(timeline, name)
+        x, y = step_series(timeline, name)
         queue.step(x, y, where="post", label=label, color=color)
     queue.set_ylabel("messages in queue")
     queue.legend(loc="upper right", fontsize=8)
 
-    x, y = _series(timeline, "concurrent_batches")
+    x, y = step_series(timeline, "concurrent_batches")
     running.step(
         x,
         y,
@@ -71,7 +71,7 @@ def write_chart(report: Mapping[str, Any], path: Path) -> Path:
         label="worker batches running (from the rows)",
     )
     for index, (name, label) in enumerate(OPTIONAL_LABELS.items()):
-        x, y = _series(timeline, name)
+        x, y = step_series(timeline, name)
         if x:
             running.step(x, y, where="post", label=label, color=f"C{4 + index}", alpha=0.8)
     limit = batches.get("max_concurrency")

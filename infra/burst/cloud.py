@@ -22,6 +22,7 @@ from burst.sender import Clock
 from deployment import database as app_database
 from localcloud.aws import client_for_running
 from localcloud.settings import EVENT_SOURCE_MAPPING_METRICS_NAMESPACE
+from scaling_model.costs import FunctionShape
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Target:
     dashboard_url: str | None = None
     # Sent as x-api-key to the write routes; None where the API asks for none.
     api_key: str | None = field(default=None, repr=False)
+    api_function: str | None = None  # the REST API's function, for the run's cost
 
     @classmethod
     def from_endpoints(cls, running: Mapping[str, Any], where: str) -> Target:
@@ -65,6 +67,7 @@ class Target:
             dead_letter_queue_url=api["outputs"]["DeadLetterQueueUrl"],
             worker_function=api["worker_function"],
             event_source_mapping=api["event_source_mapping"],
+            api_function=api.get("api_function"),
             dashboard_bucket=api["outputs"].get("DashboardBucketName"),
             dashboard_url=api.get("dashboard_url"),
             api_key=api.get("api_key"),
@@ -208,6 +211,20 @@ def maximum_concurrency(lambda_client: Any, mapping_uuid: str) -> int | None:
         return None
     value = mapping.get("ScalingConfig", {}).get("MaximumConcurrency")
     return int(value) if value is not None else None
+
+
+def function_shape(lambda_client: Any, name: str | None) -> FunctionShape | None:
+    """The function's memory, architecture and SnapStart, for the run's cost; None when it
+    cannot be read (the report then has no cost)."""
+    if name is None:
+        return None
+    try:
+        return FunctionShape.from_configuration(
+            lambda_client.get_function_configuration(FunctionName=name)
+        )
+    except (BotoCoreError, ClientError, KeyError) as e:
+        logger.warning("function %s not read, the report has no cost: %s", name, e)
+        return None
 
 
 # Optional per-second series: published by the local cloud's metrics, when they exist.

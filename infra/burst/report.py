@@ -24,6 +24,7 @@ from burst.analysis import (
 from burst.schedule import PlannedRequest
 from burst.sender import LATE_SECONDS, TRANSPORT, SendLog, Sent
 from burst.settings import BurstSettings
+from scaling_model.costs import FunctionShape, report_cost
 
 REPORT_VERSION = 1
 # Lateness above this at p95 means the sender pool, not the system, set the pace.
@@ -54,6 +55,9 @@ class Observations:
     dead_letters: int | None = None
     max_concurrency: int | None = None
     cloudwatch: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
+    # The deployed functions' memory, architecture and SnapStart, for the run's cost on AWS.
+    worker_shape: FunctionShape | None = None
+    api_shape: FunctionShape | None = None
 
 
 def accepted_tasks(sent: Iterable[Sent]) -> list[tuple[int, str]]:
@@ -193,7 +197,7 @@ def build_report(obs: Observations) -> dict[str, Any]:
             },
         )
     )
-    return {
+    report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "run_id": obs.run_id,
         "idempotency_key_prefix": obs.key_prefix,
@@ -248,6 +252,14 @@ def build_report(obs: Observations) -> dict[str, Any]:
         },
         "timeline": timeline,
     }
+    # What this run would cost on AWS (scaling_model.costs, the model's own bill); None when
+    # the functions' configuration could not be read.
+    report["cost"] = (
+        report_cost(report, obs.worker_shape, obs.api_shape)
+        if obs.worker_shape and obs.api_shape
+        else None
+    )
+    return report
 
 
 def write_json(report: Mapping[str, Any], path: Path) -> Path:
@@ -340,6 +352,15 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
             for name, figures in report["cloudwatch_peaks"].items()
         )
         rows.append(("CloudWatch", f"most at once (whole invocations): {peaks}"))
+    cost = report.get("cost")
+    if cost:
+        rows.append(
+            (
+                "AWS cost",
+                f"${cost['total_usd']:,.4f} for this run on AWS ({cost['region']}, list prices "
+                f"of {cost['prices_date']}; {cost['note']})",
+            )
+        )
     width = max(len(label) for label, _ in rows)
     route = "POST /tasks" if s["batch"] == 1 else f"POST /tasks/batch ({s['batch']} per request)"
     header = (

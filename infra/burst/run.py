@@ -88,9 +88,10 @@ def run_burst(
 
     sqs = target.client("sqs")
     queue_at_start = cloud.queue_depth(sqs, target.task_queue_url)
-    max_concurrency = cloud.maximum_concurrency(
-        target.client("lambda"), target.event_source_mapping
-    )
+    lambda_client = target.client("lambda")
+    max_concurrency = cloud.maximum_concurrency(lambda_client, target.event_source_mapping)
+    worker_shape = cloud.function_shape(lambda_client, target.worker_function)
+    api_shape = cloud.function_shape(lambda_client, target.api_function)
     route = "tasks" if settings.batch == 1 else f"tasks/batch ({settings.batch} per request)"
     print(
         f"Burst {run_id}: {planned_tasks} {settings.task_type} tasks, {settings.profile}"
@@ -165,6 +166,8 @@ def run_burst(
             dead_letters=dead_letters,
             max_concurrency=max_concurrency,
             cloudwatch=metrics,
+            worker_shape=worker_shape,
+            api_shape=api_shape,
         )
     )
     json_path = settings.out_dir / f"burst-{run_id}.json"

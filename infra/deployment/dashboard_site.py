@@ -138,6 +138,8 @@ def report_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "peak_batches": batches["peak_concurrent"],
         "max_concurrency": batches["max_concurrency"],
         "drain_seconds": report["drain"]["seconds"],
+        # what the run would cost on AWS (scaling_model.costs); reports before it have none
+        "cost_usd": (report.get("cost") or {}).get("total_usd"),
     }
 
 

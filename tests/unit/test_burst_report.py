@@ -22,6 +22,7 @@ from burst.report import Observations, accepted_tasks, build_report, summary_lin
 from burst.schedule import PlannedRequest
 from burst.sender import Answer, SendLog, Sent
 from burst.settings import BurstSettings
+from scaling_model.costs import FunctionShape
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 TARGET = {
@@ -158,6 +159,36 @@ def test_a_lost_task_fails_the_integrity_check_in_the_report() -> None:
     assert report["integrity"]["ok"] is False
     assert report["integrity"]["lost"] == ["c"]
     assert "integrity      FAILED" in "\n".join(summary_lines(report))
+
+
+def test_the_report_carries_the_runs_cost_on_aws_when_the_functions_were_read() -> None:
+    seen = observations()
+    assert build_report(seen)["cost"] is None  # functions unknown: no cost, nothing invented
+
+    seen.worker_shape = seen.api_shape = FunctionShape(memory_mb=256, snapstart=True)
+    cost = build_report(seen)["cost"]
+
+    assert cost["total_usd"] > 0
+    names = {item["name"] for item in cost["items"]}
+    assert {"Lambda requests (worker)", "SQS requests (64 KB chunks)", "RDS Proxy"} <= names
+
+
+class FakeLambda:
+    def __init__(self, answer: dict[str, Any] | Exception) -> None:
+        self.answer = answer
+
+    def get_function_configuration(self, FunctionName: str) -> dict[str, Any]:  # noqa: N803
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_the_functions_shape_is_read_and_a_failed_read_is_no_cost() -> None:
+    answer = {"MemorySize": 256, "SnapStart": {"ApplyOn": "PublishedVersions"}}
+    assert cloud.function_shape(FakeLambda(answer), "w") == FunctionShape(256, snapstart=True)
+    error = ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "GetFunction")
+    assert cloud.function_shape(FakeLambda(error), "w") is None
+    assert cloud.function_shape(FakeLambda(answer), None) is None
 
 
 def test_the_chart_is_a_png(tmp_path: Path) -> None:

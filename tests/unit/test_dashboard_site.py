@@ -76,6 +76,7 @@ def report(run_id: str) -> dict[str, Any]:
         "integrity": {"ok": True},
         "batches": {"peak_concurrent": 10, "max_concurrency": 10},
         "drain": {"seconds": 21.4},
+        "cost": {"total_usd": 0.0123},
     }
 
 
@@ -98,9 +99,18 @@ def test_reports_are_listed_newest_first_once_each(s3: Any) -> None:
         "peak_batches": 10,
         "max_concurrency": 10,
         "drain_seconds": 21.4,
+        "cost_usd": 0.0123,
     }
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key="reports/run-2.json")["Body"].read())
     assert stored == report("run-2")
+
+
+def test_a_report_from_before_costs_is_listed_without_one(s3: Any) -> None:
+    old = {k: v for k, v in report("run-0").items() if k != "cost"}
+    dashboard_site.publish_report(s3, BUCKET, old)
+
+    index = json.loads(s3.get_object(Bucket=BUCKET, Key="reports/index.json")["Body"].read())
+    assert index["runs"][0]["cost_usd"] is None
 
 
 def test_a_deploy_keeps_the_runs_already_listed(s3: Any) -> None:
