@@ -314,7 +314,9 @@ class Model:
             self.waiters.remove(token)
             self.counters.receives += 1
             self.counters.empty_receives += 1
-            self.policy.poll_came_back_empty(self.env.now, active=self.threads - self.waiting)
+            self.policy.poll_came_back_empty(
+                self.env.now, active=self.threads - self.waiting, in_flight=self.running
+            )
             self.waiting -= 1
             if self.threads > self.policy.target:
                 self.threads -= 1
