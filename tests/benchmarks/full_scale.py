@@ -26,9 +26,11 @@ import psycopg
 
 from burst.run import BurstResult, run_burst
 from burst.settings import BurstSettings
-from deployment import database, full_scale
-from localcloud import environments
+from deployment import full_scale
+from localcloud import environments, localstack
 from localcloud.settings import Settings
+from localcloud_ext import contract
+from localcloud_ext.database_metrics import SERVER_CONNECTIONS_QUERY
 from tests import faults
 from tests.benchmarks.esm_ceiling import cpu_seconds, proc_status
 from tests.stages import Stage, deployed_stage
@@ -61,7 +63,9 @@ class Sampler:
 
     cfg: Settings
     localstack_pid: int
-    owner_conninfo: str
+    # The local cloud's metrics reader (pg_monitor): a role without it sees no other role's
+    # backend_type, and counted only its own sessions (a "peak of 1" with and without the proxy).
+    monitor_conninfo: str
     peaks: Peaks = field(default_factory=Peaks)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -77,7 +81,7 @@ class Sampler:
             self._thread.join(10)
 
     def _run(self) -> None:
-        with psycopg.connect(self.owner_conninfo, autocommit=True) as connection:
+        with psycopg.connect(self.monitor_conninfo, autocommit=True) as connection:
             last_cpu, last_at = cpu_seconds(self.localstack_pid), time.monotonic()
             while not self._stop.wait(SAMPLE_SECONDS):
                 peaks = self.peaks
@@ -92,11 +96,8 @@ class Sampler:
                     peaks.localstack_cpu_percent = max(peaks.localstack_cpu_percent, percent)
                     peaks.localstack_rss_mb = max(peaks.localstack_rss_mb, rss_mb)
                     last_cpu, last_at = cpu, now
-                row = connection.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-                ).fetchone()
-                # Less this sampler's own connection.
-                backends = int(row[0]) - 1 if row else 0
+                row = connection.execute(SERVER_CONNECTIONS_QUERY).fetchone()
+                backends = int(row[0]) if row else 0
                 peaks.database_connections = max(peaks.database_connections, backends)
                 if peaks.samples % PSS_EVERY_SAMPLES == 1:
                     memory = environments.memory(self.cfg.functions_pids_dir)
@@ -204,7 +205,9 @@ def measured_burst(
     sampler = Sampler(
         cloud.settings,
         int(cloud.running["localstack"]["pid"]),
-        database.conninfo(cloud.running),
+        localstack.database_metrics_environment(cloud.settings)[
+            contract.DB_METRICS_POSTGRES_VARIABLE
+        ],
     )
     refused_before = refused_connections(cloud.settings.pg_log)
     with sampler:
