@@ -83,13 +83,22 @@ def write_chart(report: Mapping[str, Any], path: Path) -> Path:
     running.set_ylabel("batches at once")
     running.legend(loc="upper right", fontsize=8)
 
+    return finish_chart(figure, (sent, queue, running, finished), timeline, path)
+
+
+def finish_chart(
+    figure: Any, axes: Sequence[Any], timeline: Sequence[Mapping[str, Any]], path: Path
+) -> Path:
+    """The last panel's completions, the panels' grid and span, and the PNG at `path`: the burst
+    report's chart and the model's share it."""
+    seconds = [e["second"] for e in timeline]
+    finished = axes[-1]
     finished.bar(seconds, [e["completions"] for e in timeline], width=0.9, align="edge", color="C2")
     finished.set_ylabel("tasks finished / s")
     finished.set_xlabel("seconds after the first send")
-
-    for axes in (sent, queue, running, finished):
-        axes.grid(True, alpha=0.3)
-        axes.set_xlim(0, max(seconds) + 1 if seconds else 1)
+    for panel in axes:
+        panel.grid(True, alpha=0.3)
+        panel.set_xlim(0, max(seconds) + 1 if seconds else 1)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

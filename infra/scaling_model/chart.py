@@ -9,7 +9,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from burst.chart import step_series
+from burst.chart import finish_chart, step_series
 from scaling_model.simulation import SimulationResult
 
 
@@ -65,14 +65,4 @@ def write_chart(
     running.set_ylim(0, max(limit, result.peak_concurrency) * 1.15 + 0.5)
     running.set_ylabel("batches at once")
     running.legend(loc="upper right", fontsize=8)
-    finished.bar(seconds, [e["completions"] for e in entries], width=0.9, align="edge", color="C2")
-    finished.set_ylabel("tasks finished / s")
-    finished.set_xlabel("seconds after the first send")
-    for axes in (arrived, queue, running, finished):
-        axes.grid(True, alpha=0.3)
-        axes.set_xlim(0, max(seconds) + 1 if seconds else 1)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return finish_chart(figure, (arrived, queue, running, finished), entries, path)

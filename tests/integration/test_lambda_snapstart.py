@@ -45,21 +45,25 @@ def handler(event, context):
 """
 
 
-@pytest.fixture
-def snapstart_function(aws: Callable[[str], Any]) -> Iterator[str]:
-    client = aws("lambda")
+def create_snapstart_function(client: Any, source: str) -> str:
     name = f"snapstart-{uuid.uuid4().hex[:10]}"
     client.create_function(
         FunctionName=name,
         Runtime=RUNTIME,
         Role=ROLE,
         Handler="handler.handler",
-        Code={"ZipFile": zip_of(HANDLER)},
+        Code={"ZipFile": zip_of(source)},
         SnapStart={"ApplyOn": "PublishedVersions"},
     )
     client.get_waiter("function_active_v2").wait(FunctionName=name)
+    return name
+
+
+@pytest.fixture
+def snapstart_function(aws: Callable[[str], Any]) -> Iterator[str]:
+    name = create_snapstart_function(aws("lambda"), HANDLER)
     yield name
-    client.delete_function(FunctionName=name)
+    aws("lambda").delete_function(FunctionName=name)
 
 
 def invoke(client: Any, name: str, qualifier: str) -> tuple[dict[str, Any], str]:
@@ -126,17 +130,8 @@ def test_a_restore_whose_hook_fails_is_the_invoke_api_s_snapstart_exception(
     # AWS: the Invoke API answers 400 SnapStartException (not a function error, FunctionError
     # Unhandled, with a 200).
     client = aws("lambda")
-    name = f"snapfail-{uuid.uuid4().hex[:10]}"
-    client.create_function(
-        FunctionName=name,
-        Runtime=RUNTIME,
-        Role=ROLE,
-        Handler="handler.handler",
-        Code={"ZipFile": zip_of(FAILING_AFTER_RESTORE)},
-        SnapStart={"ApplyOn": "PublishedVersions"},
-    )
+    name = create_snapstart_function(client, FAILING_AFTER_RESTORE)
     try:
-        client.get_waiter("function_active_v2").wait(FunctionName=name)
         version = client.publish_version(FunctionName=name)["Version"]
         client.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version)
 
