@@ -16,7 +16,8 @@ invocation loses nothing (the PutMetricData adapter's price). EMF has no Values/
 every sample is one value (Powertools starts a new line at 100 values of a metric), so
 SampleCount, Sum, Average and the percentiles come out as with PutMetricData.
 
-LocalStack does not extract EMF: the local stage keeps PutMetricData (METRICS_SINK)."""
+Where the platform extracts EMF from the function's log lines (CloudWatch Logs on AWS, the local
+cloud likewise), the stage chooses it with METRICS_SINK; elsewhere PutMetricData works."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ class MetricsSink(Enum):
     # CloudWatch API does, the local cloud included.
     PUT_METRIC_DATA = "put_metric_data"
     # Embedded Metric Format log lines through Powertools (chalicelib/emf_metrics.py): no API
-    # call at all, CloudWatch Logs extracts the metrics on AWS; LocalStack does not.
+    # call at all: CloudWatch Logs extracts the metrics from the function's log lines.
     EMF = "emf"
 
     @classmethod
