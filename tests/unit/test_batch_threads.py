@@ -45,7 +45,6 @@ class FakeQueue:
         self.wakes = 0
         self.hold_receive: threading.Event | None = None  # a receive blocks on it, once set
         self.received_during_hold = threading.Event()
-        self.depth_reads = 0
 
     def send(self, *bodies: str) -> None:
         with self.arrived:
@@ -80,12 +79,7 @@ class FakeQueue:
         return {"Successful": Entries}
 
     def get_queue_attributes(self, *, QueueUrl: str, AttributeNames: list[str]) -> Any:
-        with self.arrived:
-            self.depth_reads += "ApproximateNumberOfMessages" in AttributeNames
-            visible = len(self.visible)
-        return {
-            "Attributes": {"VisibilityTimeout": "60", "ApproximateNumberOfMessages": str(visible)}
-        }
+        return {"Attributes": {"VisibilityTimeout": "60"}}
 
     def delete(self, handle: str) -> None:
         with self.arrived:
@@ -309,32 +303,6 @@ def test_messages_that_arrive_during_a_long_first_batch_start_batches_of_their_o
         "second",
         "third",
     ]
-
-
-def test_a_backlog_that_arrives_while_every_thread_is_busy_grows_the_mapping(
-    queue: FakeQueue,
-) -> None:
-    # The spike's first messages trickle in: 5 threads take a partial batch each, and their
-    # batches run for long; then the rest of the spike arrives with no thread polling.
-    mapping = Mapping(FakeStockPoller(queue, batch_size=10), maximum=50, per_minute=6000.0)
-    release = threading.Event()
-    mapping.stock.invoke = lambda bodies: release.wait(WAIT_SECONDS)
-    mapping.loop.start()
-    try:
-        for n in range(5):
-            queue.send(f"early{n}")
-            eventually(lambda n=n: mapping.poller.in_flight == n + 1, "a batch per early message")
-        eventually(lambda: mapping.poller.in_flight == len(mapping.poller.threads()), "all busy")
-        queue.send(*[f"m{n}" for n in range(100)])
-        eventually(lambda: mapping.poller.in_flight >= 10, "more batches for the backlog")
-        assert queue.depth_reads >= 1  # seen in the queue's depth, not by a poll
-        release.set()
-        eventually(lambda: sum(len(batch) for batch in mapping.stock.batches) == 105, "all handled")
-    finally:
-        release.set()
-        mapping.stop()
-    done = sorted(b for batch in mapping.stock.batches for b in batch)
-    assert done == sorted([f"early{n}" for n in range(5)] + [f"m{n}" for n in range(100)])
 
 
 def test_batches_in_flight_when_the_mapping_stops_finish(queue: FakeQueue) -> None:

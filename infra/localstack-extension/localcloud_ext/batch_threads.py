@@ -37,8 +37,6 @@ LONG_POLL_SECONDS = 20.0
 # A batch that may still be invoked must start this long before its messages reappear.
 VISIBILITY_MARGIN_SECONDS = 1.0
 RECEIVE_ERROR_BACKOFF_SECONDS = 1.0
-# While every thread runs a batch, the queue's depth is read this often (to see a backlog).
-DEPTH_READ_SECONDS = 1.0
 # Invoke payloads are split as the stock poller splits them (its 6 MB guard).
 RECORDS_PER_INVOKE = 2500
 LAST_STOP_WAIT_SECONDS = 10.0
@@ -148,7 +146,6 @@ class ScalingSqsPoller:
         self.in_flight = 0
         self._waiting = 0  # threads waiting on the queue (the long poll's wait)
         self._peak_in_flight = 0
-        self._depth_read_at = float("-inf")
         self._batch_deadline = threading.local()
         self._visibility_timeout = self._queue_visibility_timeout()
         # Published when the worker first polls: a mapping created disabled never publishes.
@@ -160,7 +157,6 @@ class ScalingSqsPoller:
     def poll_events(self) -> None:
         if self._unpublish_gauges is None and self._publish_gauges is not None:
             self._unpublish_gauges = self._publish_gauges(self)
-        self._watch_the_backlog_while_every_poller_is_busy()
         with self._lock:
             target = self.policy.tick(self.clock())
             for _ in range(max(0, target - len(self._threads))):
@@ -171,27 +167,6 @@ class ScalingSqsPoller:
                 thread.start()
         self._wake.wait(CONTROL_TICK_SECONDS)
         self._wake.clear()
-
-    def _watch_the_backlog_while_every_poller_is_busy(self) -> None:
-        """Once a second while no thread is free to poll, the queue's visible depth tells the
-        policy whether a backlog waits (only polls tell it otherwise)."""
-        now = self.clock()
-        with self._lock:
-            every_thread_busy = bool(self._threads) and self.in_flight >= len(self._threads)
-            due = now - self._depth_read_at >= DEPTH_READ_SECONDS
-            if not (every_thread_busy and due and self.policy.target < self.policy.limits.maximum):
-                return
-            self._depth_read_at = now
-        try:
-            attributes = self._sqs.source_client.get_queue_attributes(
-                QueueUrl=self._sqs.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-            )["Attributes"]
-            visible = int(attributes["ApproximateNumberOfMessages"])
-        except Exception as error:  # the next second reads again
-            LOG.debug("depth of %s not read: %s", self._sqs.source_arn, error)
-            return
-        with self._lock:
-            self.policy.queue_depth_seen(now, backlog=visible >= self._sqs.batch_size)
 
     def close(self) -> None:
         """Disable, delete or shutdown: no new receives; batches in flight finish and delete
@@ -269,8 +244,10 @@ class ScalingSqsPoller:
                 self._waiter.wake_waiters(self._sqs.queue_url)
             return False
         with self._lock:
-            self.policy.messages_received(received_at, full=len(messages) >= self._sqs.batch_size)
             self.in_flight += 1
+            self.policy.messages_received(
+                received_at, full=len(messages) >= self._sqs.batch_size, in_flight=self.in_flight
+            )
             self._peak_in_flight = max(self._peak_in_flight, self.in_flight)
         self._wake.set()  # the control tick adds threads now, not at its next tick
         self._batch_deadline.value = (
