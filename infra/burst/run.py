@@ -110,34 +110,31 @@ def run_burst(
         sending_bar.update(log.tasks_sent, f"tasks, {late:.2f} s max lateness")
 
     clock_at_start, wall_at_start = clock.now(), datetime.now(UTC)
-    # The integrity check's connection is taken before the first send and held to the end: a
-    # burst without the database proxy fills every connection PostgreSQL has for the functions'
-    # role (108 of 112 at full scale), and a connection asked for after the send was refused.
-    with cloud.database(target) as connection:
-        sampler.start()
-        try:
-            log = send_on_schedule(
-                planned, sender, settings.threads, settings.max_seconds, clock, sent_so_far
-            )
-            sending_bar.finish(log.tasks_sent, f"tasks sent, {log.tasks_not_sent} not sent")
-            accepted = accepted_tasks(log.sent)
-            ids = [task_id for _, task_id in accepted]
-            draining_bar = ProgressBar("draining", len(ids), enabled=settings.progress)
+    sampler.start()
+    try:
+        log = send_on_schedule(
+            planned, sender, settings.threads, settings.max_seconds, clock, sent_so_far
+        )
+        sending_bar.finish(log.tasks_sent, f"tasks sent, {log.tasks_not_sent} not sent")
+        accepted = accepted_tasks(log.sent)
+        ids = [task_id for _, task_id in accepted]
+        draining_bar = ProgressBar("draining", len(ids), enabled=settings.progress)
 
-            def drained_so_far(counts: dict[str, int]) -> None:
-                final = counts.get("done", 0) + counts.get("failed", 0)
-                draining_bar.update(final, f"final; {dict(sorted(counts.items()))}")
+        def drained_so_far(counts: dict[str, int]) -> None:
+            final = counts.get("done", 0) + counts.get("failed", 0)
+            draining_bar.update(final, f"final; {dict(sorted(counts.items()))}")
 
-            drain_started = clock.now()
+        drain_started = clock.now()
+        with cloud.database(target) as connection:
             counts, drained = cloud.wait_for_drain(
                 connection, ids, settings.drain_seconds, clock, drained_so_far
             )
             draining_bar.finish(counts.get("done", 0) + counts.get("failed", 0), "final")
             drain_waited = clock.now() - drain_started
             rows = cloud.run_rows(connection, ids, key_prefix)
-        finally:
-            sampler.stop()
-            sender.close()
+    finally:
+        sampler.stop()
+        sender.close()
     dead_letters = cloud.dead_letter_count(sqs, target.dead_letter_queue_url)
 
     first_send = min((s.sent_at for s in log.sent), default=0.0)

@@ -290,9 +290,7 @@ class Model:
         messages = self.take(self.stage.batch_size)
         count = sum(n for _, n in messages)
         self.counters.receives += math.ceil(count / SEND_BATCH_ENTRIES)  # up to 10 a call
-        self.policy.messages_received(
-            self.env.now, full=count >= self.stage.batch_size, in_flight=self.running + 1
-        )
+        self.policy.messages_received(self.env.now, full=count >= self.stage.batch_size)
         if self.worker_room() <= 0:
             self.counters.throttles += 1
             self.policy.throttled(self.env.now)

@@ -268,10 +268,9 @@ def test_when_the_backlog_ends_the_threads_are_those_in_flight_and_at_most_one_w
     try:
         eventually(lambda: mapping.poller.in_flight == 5, "five batches in flight")
         # one thread besides the busy five, waiting on the queue: the others were woken to retire
-        eventually(
-            lambda: len(mapping.poller.threads()) == mapping.poller.policy.target == 6,
-            "the idle surplus retired",
-        )
+        # at most one thread besides the busy five: the others, waiting, were woken to retire
+        eventually(lambda: len(mapping.poller.threads()) <= 6, "the idle surplus retired")
+        assert mapping.poller.policy.target <= 6
     finally:
         release.set()
         mapping.stop()

@@ -367,21 +367,3 @@ def test_a_maximum_concurrency_below_1000_caps_the_same_ramp() -> None:
     assert max(target for _, target, _ in mapping.timeline) == 400
     reached = next(at for at, target, _ in mapping.timeline if target == 400)
     assert reached == pytest.approx((400 - 5) / 5, abs=0.2)  # 79 s
-
-
-def test_a_poller_stays_free_beside_batches_that_took_a_few_messages_each() -> None:
-    # A spike's first polls find a few messages each: no backlog seen yet, and all 5 busy.
-    p = policy(maximum=1000)
-    for in_flight in range(1, 6):
-        p.messages_received(0.0, full=False, in_flight=in_flight)
-    assert p.target == 6  # the 5 batches and a poller that will see the backlog
-    p.messages_received(0.1, full=True, in_flight=6)
-    assert p.target == 6  # a backlog: no poller beyond the climb's
-    backlog_for_seconds_without_polls(p, 0.1, 2.0)
-    assert p.target == 16  # AWS's 5 a second
-
-
-def test_no_free_poller_beyond_the_maximum() -> None:
-    p = policy(maximum=10)
-    p.messages_received(0.0, full=False, in_flight=10)
-    assert p.target == 10

@@ -244,10 +244,8 @@ class ScalingSqsPoller:
                 self._waiter.wake_waiters(self._sqs.queue_url)
             return False
         with self._lock:
+            self.policy.messages_received(received_at, full=len(messages) >= self._sqs.batch_size)
             self.in_flight += 1
-            self.policy.messages_received(
-                received_at, full=len(messages) >= self._sqs.batch_size, in_flight=self.in_flight
-            )
             self._peak_in_flight = max(self._peak_in_flight, self.in_flight)
         self._wake.set()  # the control tick adds threads now, not at its next tick
         self._batch_deadline.value = (

@@ -74,22 +74,13 @@ class ScalingPolicy:
         self._backlog = False
         self._slow_until = now
 
-    def messages_received(self, now: float, *, full: bool, in_flight: int = 0) -> None:
-        """A poll came back with messages; `full` if it filled the batch. `in_flight`: the
-        batches now in flight, this one included."""
+    def messages_received(self, now: float, *, full: bool) -> None:
+        """A poll came back with messages; `full` if it filled the batch."""
         if self.target < self.limits.initial:
             # Messages arrived at an idle mapping: start with the initial concurrency at once.
             self.target = self.limits.initial
             self._scale_up_credit = 0.0
         self._backlog = full
-        if not full:
-            # No backlog seen, so no climb: a poller stays free beside the batches, since only
-            # a poll can see one. (A spike's first polls found a few messages each, the 5
-            # batches were then all busy for seconds, and nothing polled while 5,000 messages
-            # arrived: the climb started 10 s late.) A full batch needs none: the climb adds
-            # pollers at AWS's rate.
-            floor = min(in_flight + self.limits.idle, self.limits.maximum)
-            self.target = max(self.target, floor)
 
     def poll_came_back_empty(self, now: float, *, active: int, in_flight: int) -> None:
         """The queue had nothing: the backlog is over. One poller fewer, and none beyond the
