@@ -175,21 +175,33 @@ def running_batches(conninfo: str, key_prefix: str) -> int:
     return int(row[0]) if row else 0
 
 
+def sleeping_in_a_task(record: procs.ProcessRecord) -> bool:
+    """The environment's process sleeps in the kernel's nanosleep: inside a `sleep` task, so in
+    the middle of an invocation (an idle environment waits on its Runtime API socket instead)."""
+    try:
+        return "nanosleep" in Path(f"/proc/{record.pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
 def busy_worker(cloud: FaultCloud, stage: Stage, key_prefix: str) -> procs.ProcessRecord:
-    """A worker environment in the middle of a batch of the run. The executor does not say which
-    environment runs which invocation; when as many invocations run the run's tasks as there are
-    worker environments, every one of them is busy."""
+    """A worker environment in the middle of a batch of the run (of `sleep` tasks). The executor
+    does not say which environment runs which invocation; one asleep in a task is running one.
+    (Waiting until as many invocations ran as there were environments missed: an environment
+    kept warm beside them made that moment never come.)"""
     conninfo = database.conninfo(cloud.running)
 
-    def look() -> tuple[list[procs.ProcessRecord], int]:
-        return environments_of(cloud.settings, stage.worker_function), running_batches(
-            conninfo, key_prefix
-        )
+    def look() -> list[procs.ProcessRecord]:
+        if not running_batches(conninfo, key_prefix):
+            return []
+        return [
+            r
+            for r in environments_of(cloud.settings, stage.worker_function)
+            if sleeping_in_a_task(r)
+        ]
 
-    environments, _ = wait_for(
-        look, lambda seen: bool(seen[0]) and seen[1] >= len(seen[0]), 30, "every worker busy"
-    )
-    return environments[0]
+    sleeping = wait_for(look, bool, 30, "a worker environment asleep in a task of the run")
+    return sleeping[0]
 
 
 def kill_busy_worker(cloud: FaultCloud, stage: Stage, key_prefix: str) -> FaultWindow:
