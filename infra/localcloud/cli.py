@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from localcloud import compose, control, localstack
 from localcloud.settings import Runtime, Settings, SettingsError
 
+LOGS_COMMAND = "scripts/localcloud logs [-f] [postgres|pgbouncer]"
 
-def _print_endpoints(cfg: Settings, data: dict[str, object]) -> None:
+
+def _print_endpoints(cfg: Settings, data: dict[str, object], logs: str) -> None:
+    """What `up` prints of the running local cloud, host processes or containers alike."""
     print(json.dumps({k: v for k, v in data.items() if k != "version"}, indent=2, sort_keys=True))
     print(f"endpoints: {cfg.endpoints_file}")
-    print(
-        f"logs:      {cfg.localstack_log}  {cfg.pg_log}  {cfg.proxy_log}\n"
-        "           (scripts/localcloud logs [-f] [postgres|pgbouncer])"
-    )
+    print(f"logs:      {logs}")
     print(
         f"AWS:       AWS_ENDPOINT_URL={cfg.localstack_url} AWS_DEFAULT_REGION={cfg.region} "
         "AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
@@ -42,7 +42,11 @@ def cmd_up(cfg: Settings) -> int:
         return 1
     state = "already running" if result.already_running else f"up in {result.seconds:.1f} s"
     print(f"local cloud {state}:")
-    _print_endpoints(cfg, result.endpoints)
+    _print_endpoints(
+        cfg,
+        result.endpoints,
+        f"{cfg.localstack_log}  {cfg.pg_log}  {cfg.proxy_log}\n           ({LOGS_COMMAND})",
+    )
     print("stop with: scripts/localcloud down")
     return 0
 
@@ -143,13 +147,7 @@ def cmd_up_docker(cfg: Settings) -> int:
         return 1
     state = "already running" if result.already_running else f"up in {result.seconds:.1f} s"
     print(f"local cloud (containers, project {cfg.compose_project}) {state}:")
-    print(json.dumps({k: v for k, v in result.endpoints.items() if k != "version"}, indent=2))
-    print(f"endpoints: {cfg.endpoints_file}")
-    print("logs:      scripts/localcloud logs [-f] [postgres|pgbouncer]")
-    print(
-        f"AWS:       AWS_ENDPOINT_URL={cfg.localstack_url} AWS_DEFAULT_REGION={cfg.region} "
-        "AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
-    )
+    _print_endpoints(cfg, result.endpoints, LOGS_COMMAND)
     print("stop with: LOCALCLOUD_RUNTIME=docker scripts/localcloud down")
     return 0
 
