@@ -8,16 +8,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools import Logger
 from botocore.exceptions import EndpointConnectionError
-from moto import mock_aws
 
 from chalicelib.cloudwatch_metrics import RETRY_AFTER_S, CloudWatchMetrics, start_daemon_timer
 from chalicelib.model import TaskRequest
@@ -33,24 +30,6 @@ DIMENSION_VALUES = {"service": "serverless-scaling", "stage": "local"}
 DIMENSIONS = [{"Name": name, "Value": value} for name, value in DIMENSION_VALUES.items()]
 # A whole second ten minutes ago: well inside what CloudWatch accepts (two weeks back).
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-
-
-@pytest.fixture
-def cloudwatch() -> Iterator[Any]:
-    with mock_aws():
-        yield boto3.client("cloudwatch", region_name="us-east-1")
-
-
-@pytest.fixture
-def put_calls(cloudwatch: Any) -> list[dict[str, Any]]:
-    """The parameters of every PutMetricData call the client makes (moto still serves it)."""
-    calls: list[dict[str, Any]] = []
-
-    def record(params: dict[str, Any], **kwargs: Any) -> None:
-        calls.append(params)
-
-    cloudwatch.meta.events.register("provide-client-params.cloudwatch.PutMetricData", record)
-    return calls
 
 
 def statistics(cloudwatch: Any, name: str, start: datetime = T0, seconds: int = 60) -> Any:

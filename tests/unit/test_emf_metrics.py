@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools import Logger
-from moto import mock_aws
 
 from chalicelib.cloudwatch_metrics import CloudWatchMetrics
 from chalicelib.emf_metrics import EmfMetrics
@@ -137,24 +134,6 @@ def test_a_sample_powertools_refuses_is_dropped_without_raising(
 
 
 # --- the same metrics as PutMetricData ------------------------------------------------------
-
-
-@pytest.fixture
-def cloudwatch() -> Iterator[Any]:
-    with mock_aws():
-        yield boto3.client("cloudwatch", region_name="us-east-1")
-
-
-@pytest.fixture
-def put_calls(cloudwatch: Any) -> list[dict[str, Any]]:
-    """The parameters of every PutMetricData call the client makes (moto still serves it)."""
-    calls: list[dict[str, Any]] = []
-
-    def record(params: dict[str, Any], **kwargs: Any) -> None:
-        calls.append(params)
-
-    cloudwatch.meta.events.register("provide-client-params.cloudwatch.PutMetricData", record)
-    return calls
 
 
 def sent_samples(calls: list[dict[str, Any]]) -> dict[tuple[str, str, int], list[float]]:
