@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import json
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +42,7 @@ from chalicelib.sqs_queue import SqsReceivedMessages, SqsTaskQueue
 from deployment import function_policies
 from deployment.function_policies import StageResources
 from tests.iam_evaluation import Call, Request, authorization_request, is_allowed
+from tests.lambda_zip import zip_of
 from tests.unit.test_app_settings import TRIGGER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,10 +101,7 @@ def queue_arn(url: str) -> str:
 
 
 def zipped_handler() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
-    return buffer.getvalue()
+    return zip_of("def handler(event, context):\n    return {}\n")
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 takes a mapping for its own only while it invokes the unqualified function, so the deploy hands
 it back first and deletes any second mapping of the same queue to the function (moto)."""
 
-import io
 import json
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,16 +11,10 @@ import pytest
 from moto import mock_aws
 
 from deployment import snapstart
+from tests.lambda_zip import zip_of
 
 REGION = "us-east-1"
 FUNCTION = "serverless-scaling-local-worker"
-
-
-def _code() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", "def handler(event, context):\n    return None\n")
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -38,8 +30,8 @@ def aws() -> Iterator[dict[str, Any]]:
             FunctionName=FUNCTION,
             Runtime="python3.12",
             Role=role,
-            Handler="app.handler",
-            Code={"ZipFile": _code()},
+            Handler="handler.handler",
+            Code={"ZipFile": zip_of("def handler(event, context):\n    return None\n")},
         )["FunctionArn"]
         version = lambda_client.publish_version(FunctionName=FUNCTION)["Version"]
         alias_arn = lambda_client.create_alias(
