@@ -92,7 +92,7 @@ class ScalingPolicy:
         first batch of a spike, taken by the idle poller, left its four new siblings an empty
         queue; they retired one by one, and 9,990 messages then waited 50 s for that batch.)"""
         self._backlog = False
-        floor = max(self.limits.idle, min(in_flight + self.limits.idle, self.limits.maximum))
+        floor = min(in_flight + self.limits.idle, self.limits.maximum)  # maximum >= idle
         self.target = max(floor, min(self.target - 1, active))
 
     def throttled(self, now: float) -> None:
